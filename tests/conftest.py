@@ -1,0 +1,122 @@
+"""Shared fixtures: a real database per test (PostgreSQL; SQLite where a test asks for both).
+
+PostgreSQL: the schema is built once per session by the migrations, and every test starts
+from empty tables (TRUNCATE) plus the base seed, because the ledger commits on its own
+connections and a wrapping rollback could not undo it.
+SQLite: every test gets a copy of a migrated template file.
+"""
+import os
+import shutil
+
+import psycopg
+import pytest
+from flask_migrate import upgrade
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+import seed
+from wallet_web import create_app, ledger
+from wallet_web.config import TestConfig
+from wallet_web.extensions import db
+
+PG_URL = os.environ.get("TEST_DATABASE_URL", TestConfig.SQLALCHEMY_DATABASE_URI)
+TABLES = "postings, transactions, balance_shards, accounts, users, assets, api_keys, operators"
+
+
+def pytest_generate_tests(metafunc):
+    if "backend" in metafunc.fixturenames:
+        both = metafunc.definition.get_closest_marker("both_backends")
+        metafunc.parametrize("backend", ["postgresql", "sqlite"] if both else ["postgresql"])
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "both_backends: run on PostgreSQL and on SQLite")
+
+
+def ensure_database(url: str) -> None:
+    parsed = make_url(url)
+    admin = parsed.set(database="postgres").render_as_string(hide_password=False)
+    with psycopg.connect(admin.replace("+psycopg", ""), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (parsed.database,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{parsed.database}"')
+
+
+def build_app(url: str):
+    return create_app({**_config_dict(), "SQLALCHEMY_DATABASE_URI": url})
+
+
+def _config_dict() -> dict:
+    return {key: getattr(TestConfig, key) for key in dir(TestConfig) if key.isupper()}
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    ensure_database(PG_URL)
+    app = build_app(PG_URL)
+    with app.app_context():
+        with db.engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+        upgrade()
+        db.engine.dispose()
+    return PG_URL
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory):
+    path = tmp_path_factory.mktemp("sqlite") / "template.sqlite3"
+    app = build_app(f"sqlite:///{path}")
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+    return path
+
+
+@pytest.fixture
+def database_url(backend, request, tmp_path):
+    if backend == "sqlite":
+        path = tmp_path / "wallet.sqlite3"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    url = request.getfixturevalue("pg_url")
+    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    return url
+
+
+@pytest.fixture
+def app(database_url):
+    app = build_app(database_url)
+    with app.app_context():
+        seed.seed_demo()
+        yield app
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def make_user(app):
+    """make_user(balance=0, asset="GOLD") -> user id of a new user with that balance."""
+    counter = iter(range(1, 10**6))
+
+    def make(balance: int = 0, asset: str = "GOLD", name: str | None = None) -> int:
+        name = name or f"user{next(counter)}"
+        user_id = ledger.create_user(name, f"{name}@example.test")
+        if balance:
+            ledger.topup(user_id, asset, balance, f"fixture:{name}:{asset}")
+        return user_id
+
+    return make
+
+
+@pytest.fixture
+def wallet_of(app):
+    """wallet_of(user_id, asset="GOLD") -> the wallet's account id."""
+    from wallet_web.models import Account
+
+    def find(user_id: int, asset: str = "GOLD") -> int:
+        return db.session.execute(
+            db.select(Account.id).filter_by(user_id=user_id, asset_code=asset, kind="wallet")
+        ).scalar_one()
+
+    return find

@@ -1,0 +1,186 @@
+"""Tables and their constraints. Transactions and postings are append-only."""
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .extensions import db
+
+BigId = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER only
+JsonDoc = JSON().with_variant(JSONB(), "postgresql")
+
+ACCOUNT_KINDS = ("wallet", "treasury", "promotions", "revenue", "equity")
+TRANSACTION_KINDS = ("topup", "bonus", "spend", "reversal", "genesis", "adjustment")
+OPERATOR_ROLES = ("viewer", "operator", "admin")
+API_SCOPES = ("read", "write")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Asset(db.Model):
+    __tablename__ = "assets"
+    code: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    scale: Mapped[int] = mapped_column(SmallInteger, default=0)  # decimals shown; amounts stay integers
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class User(db.Model):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(255), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    accounts: Mapped[list["Account"]] = relationship(back_populates="user", order_by="Account.id")
+
+
+class Account(db.Model):
+    """A user's wallet per asset, or a house account owned by the `system` user.
+
+    Wallets keep their exact balance in `balance`, updated under a row lock. House accounts
+    (allow_negative) are never locked: their balance is `balance` plus their BalanceShard rows.
+    """
+
+    __tablename__ = "accounts"
+    __table_args__ = (
+        UniqueConstraint("user_id", "asset_code", "kind", name="uq_accounts_owner_asset_kind"),
+        CheckConstraint("allow_negative OR balance >= 0", name="balance_non_negative"),
+        CheckConstraint("kind <> 'wallet' OR NOT allow_negative", name="wallets_never_negative"),
+        CheckConstraint(_in("kind", ACCOUNT_KINDS), name="kind_known"),
+        CheckConstraint(_in("status", ("active", "frozen")), name="status_known"),
+        Index("ix_accounts_kind_asset_code", "kind", "asset_code"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    asset_code: Mapped[str] = mapped_column(ForeignKey("assets.code"))
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(128))
+    balance: Mapped[int] = mapped_column(BigInteger, default=0)
+    allow_negative: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    user: Mapped[User] = relationship(back_populates="accounts")
+    asset: Mapped[Asset] = relationship()
+
+
+class BalanceShard(db.Model):
+    """Part of a house account's balance; each posting adds to one shard picked at random."""
+
+    __tablename__ = "balance_shards"
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    balance: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Operator(db.Model):
+    __tablename__ = "operators"
+    __table_args__ = (CheckConstraint(_in("role", OPERATOR_ROLES), name="role_known"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiKey(db.Model):
+    __tablename__ = "api_keys"
+    __table_args__ = (CheckConstraint(_in("scope", API_SCOPES), name="scope_known"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scope: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Transaction(db.Model):
+    __tablename__ = "transactions"
+    __table_args__ = (
+        CheckConstraint(_in("kind", TRANSACTION_KINDS), name="kind_known"),
+        Index("ix_transactions_created_at", "created_at"),
+        Index("ix_transactions_kind_created_at", "kind", "created_at"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    reference_id: Mapped[str] = mapped_column(String(128), unique=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(Text, default="")
+    meta: Mapped[dict | None] = mapped_column("metadata", JsonDoc)
+    actor: Mapped[str] = mapped_column(String(128))
+    operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
+    reverses_id: Mapped[int | None] = mapped_column(ForeignKey("transactions.id"), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    postings: Mapped[list["Posting"]] = relationship(back_populates="transaction", order_by="Posting.id")
+
+
+class Posting(db.Model):
+    """One leg. `balance_after` is the wallet's balance after it; NULL on house accounts."""
+
+    __tablename__ = "postings"
+    __table_args__ = (
+        CheckConstraint("amount <> 0", name="amount_non_zero"),
+        Index("ix_postings_account_id_id", "account_id", "id"),
+        Index("ix_postings_account_id_created_at", "account_id", "created_at"),
+        Index("ix_postings_transaction_id", "transaction_id"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    transaction_id: Mapped[int] = mapped_column(ForeignKey("transactions.id"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    balance_after: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    transaction: Mapped[Transaction] = relationship(back_populates="postings")
+    account: Mapped[Account] = relationship()
