@@ -1,0 +1,62 @@
+"""Seed the ledger through the ledger service, so seeded history is real history.
+
+    python seed.py              assets, house accounts, genesis, system/alice/bob (idempotent)
+    python seed.py --users N    also N synthetic users with empty wallets (load tests)
+
+In development (WALLET_ENV=development) it also prints a demo API key with write scope, once:
+later runs keep that key (its plaintext cannot be recovered) and say how to make a new one.
+"""
+import argparse
+import sys
+
+from wallet_web import api_keys, create_app, ledger, queries
+
+ASSETS = [("GOLD", "Gold Coins"), ("DIAMOND", "Diamonds"), ("LOYALTY", "Loyalty Points")]
+GENESIS_SUPPLY = 1_000_000_000_000
+DEMO_USERS = [("alice", "alice@example.com", 100), ("bob", "bob@example.com", 50)]
+
+
+def seed_demo() -> None:
+    ledger.ensure_system_user()
+    for code, name in ASSETS:
+        ledger.ensure_asset(code, name)
+    for code, _ in ASSETS:
+        house = ledger.ensure_house_accounts(code)
+        ledger.post(
+            "genesis",
+            [ledger.Leg(house["equity"], -GENESIS_SUPPLY), ledger.Leg(house["treasury"], GENESIS_SUPPLY)],
+            f"seed:genesis:{code}",
+            description=f"Genesis supply of {code}",
+        )
+    for username, email, gold in DEMO_USERS:
+        user_id = ledger.ensure_user(username, email)
+        ledger.topup(user_id, "GOLD", gold, f"seed:topup:{username}", description="Opening balance")
+
+
+def seed_synthetic_users(count: int, batch: int = 5000) -> int:
+    """Adds `count` users named load-<n>, continuing after the ones already there."""
+    start = queries.count_users_named("load-")
+    for first in range(start, start + count, batch):
+        names = range(first, min(first + batch, start + count))
+        ledger.create_users_bulk([(f"load-{n}", f"load-{n}@example.test") for n in names])
+    return start + count
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--users", type=int, default=0, help="synthetic users to add")
+    args = parser.parse_args(argv)
+    app = create_app()
+    with app.app_context():
+        seed_demo()
+        print("seeded assets, house accounts, genesis, alice and bob")
+        if app.config["WALLET_ENV"] == "development":
+            print(api_keys.ensure_demo_key())
+        if args.users:
+            total = seed_synthetic_users(args.users)
+            print(f"added {args.users} synthetic users ({total} in all)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,25 @@
+"""flask commands: `ledger verify`."""
+import click
+from flask import Flask
+from flask.cli import AppGroup
+
+from . import audit
+
+ledger_cli = AppGroup("ledger", help="Ledger maintenance.")
+
+
+@ledger_cli.command("verify")
+def verify_command() -> None:
+    """Check every ledger invariant; exit 1 when any is broken."""
+    report = audit.verify()
+    for line in report.lines():
+        click.echo(line)
+    if not report.ok:
+        raise SystemExit(1)
+
+
+def register(app: Flask) -> None:
+    from .api_keys import api_keys_cli
+
+    app.cli.add_command(ledger_cli)
+    app.cli.add_command(api_keys_cli)

@@ -1,0 +1,548 @@
+"""THE ledger service: the only code that moves value.
+
+Every movement is one database transaction that
+  1. claims its reference_id (INSERT .. ON CONFLICT DO NOTHING: a concurrent duplicate waits
+     for the first and then finds it, so it replays instead of failing),
+  2. updates the touched wallets in ascending id order with one guarded UPDATE each
+     (`balance + delta >= 0` is checked on the locked row itself: no stale read is possible),
+  3. appends the postings with each wallet's balance after them,
+  4. adds the house legs to one random shard of each house account (house accounts may go
+     negative, so they are never locked as a whole and do not serialize the ledger),
+and commits, or rolls back as a whole on the first error.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Iterator
+
+from blinker import Namespace
+from flask import current_app
+from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.dialects import postgresql, sqlite
+
+from . import errors
+from .extensions import WRITE_LOCK, db
+from .models import (
+    Account,
+    Asset,
+    BalanceShard,
+    Posting,
+    Transaction,
+    User,
+    utcnow,
+)
+
+BIGINT_MAX = 2**63 - 1
+HOUSE_SHARDS = 16
+HOUSE_KINDS = ("treasury", "promotions", "revenue", "equity")
+SYSTEM_USERNAME = "system"
+ACCOUNT_CACHE_SIZE = 200_000
+
+# Observers (metrics, logs) subscribe here; the ledger never depends on them.
+events = Namespace()
+transaction_posted = events.signal("transaction-posted")  # sender=kind; receipt=, asset=
+transaction_refused = events.signal("transaction-refused")  # sender=kind; error=, asset=
+wallets_locked = events.signal("wallets-locked")  # sender=kind; seconds= spent locking wallets
+
+accounts = Account.__table__
+shards = BalanceShard.__table__
+transactions = Transaction.__table__
+postings = Posting.__table__
+users = User.__table__
+assets = Asset.__table__
+
+
+@dataclass(frozen=True)
+class Actor:
+    label: str
+    operator_id: int | None = None
+    api_key_id: int | None = None
+
+
+SYSTEM = Actor("system")
+
+
+@dataclass(frozen=True)
+class Leg:
+    account_id: int
+    amount: int
+
+
+@dataclass(frozen=True)
+class PostedLeg:
+    account_id: int
+    amount: int
+    balance_after: int | None
+
+
+@dataclass(frozen=True)
+class Receipt:
+    id: int
+    kind: str
+    reference_id: str
+    description: str
+    created_at: datetime
+    postings: tuple[PostedLeg, ...]
+    replayed: bool = field(default=False, compare=False)
+
+    def balance_after(self, account_id: int) -> int | None:
+        return next((p.balance_after for p in self.postings if p.account_id == account_id), None)
+
+
+# ---------------------------------------------------------------- flows
+
+
+def topup(user_id: int, asset: str, amount: int, reference_id: str, **options) -> Receipt:
+    return _user_flow("topup", "treasury", +1, user_id, asset, amount, reference_id, **options)
+
+
+def bonus(
+    user_id: int, asset: str, amount: int, reference_id: str, source: str = "promotions", **options
+) -> Receipt:
+    if source not in ("promotions", "treasury"):
+        raise errors.UnknownAccount(f"bonus source must be promotions or treasury, not {source!r}")
+    return _user_flow("bonus", source, +1, user_id, asset, amount, reference_id, **options)
+
+
+def spend(user_id: int, asset: str, amount: int, reference_id: str, **options) -> Receipt:
+    return _user_flow("spend", "revenue", -1, user_id, asset, amount, reference_id, **options)
+
+
+def reverse(
+    transaction_id: int, reference_id: str, *, description: str = "", actor: Actor = SYSTEM
+) -> Receipt:
+    payload = {"kind": "reversal", "reverses": transaction_id, "description": description}
+    with _announced("reversal") as announce:
+        with _posting_connection() as conn:
+            original = _load_receipt(conn, transactions.c.id == transaction_id)
+            if original is None:
+                raise errors.UnknownTransaction(f"transaction {transaction_id} does not exist")
+            if original.kind in ("reversal", "genesis"):
+                raise errors.NotReversible(f"a {original.kind} transaction cannot be reversed")
+            legs = [Leg(p.account_id, -p.amount) for p in original.postings]
+            receipt = _post(
+                conn, "reversal", legs, reference_id, payload,
+                description=description or f"Reversal of transaction {transaction_id}",
+                actor=actor, reverses_id=transaction_id,
+            )
+        return announce.posted(receipt)
+
+
+def post(kind: str, legs: list[Leg], reference_id: str, **options) -> Receipt:
+    """Post arbitrary balanced legs (genesis, adjustments)."""
+    payload = {"kind": kind, "legs": sorted([leg.account_id, leg.amount] for leg in legs)}
+    payload.update(description=options.get("description", ""), metadata=options.get("metadata"))
+    with _announced(kind) as announce:
+        with _posting_connection() as conn:
+            receipt = _post(conn, kind, legs, reference_id, payload, **options)
+        return announce.posted(receipt)
+
+
+def _user_flow(
+    kind: str, house_kind: str, sign: int, user_id: int, asset: str, amount: int,
+    reference_id: str, *, description: str = "", metadata: dict | None = None,
+    actor: Actor = SYSTEM,
+) -> Receipt:
+    check_amount(amount)
+    payload = {
+        "kind": kind, "user_id": user_id, "asset": asset, "amount": amount,
+        "description": description, "metadata": metadata,
+    }
+    with _announced(kind, asset) as announce:
+        with _posting_connection() as conn:
+            wallet_id, house_id, rules = _wallet_and_house(conn, user_id, asset, house_kind)
+            legs = [Leg(house_id, -sign * amount), Leg(wallet_id, sign * amount)]
+            receipt = _post(conn, kind, legs, reference_id, payload, description=description,
+                            metadata=metadata, actor=actor, rules=rules)
+        return announce.posted(receipt)
+
+
+# ---------------------------------------------------------------- the core
+
+
+class _announced:
+    """Sends transaction_refused for a domain error and transaction_posted for the receipt."""
+
+    def __init__(self, kind: str, asset: str | None = None):
+        self.kind, self.asset = kind, asset
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, error, _tb):
+        if isinstance(error, errors.LedgerError):
+            transaction_refused.send(self.kind, error=error, asset=self.asset)
+        return False
+
+    def posted(self, receipt: Receipt) -> Receipt:
+        transaction_posted.send(self.kind, receipt=receipt, asset=self.asset)
+        return receipt
+
+
+@contextmanager
+def _write_transaction() -> Iterator[Connection]:
+    """A real transaction (setup functions); SQLite takes its write lock at BEGIN."""
+    # End the caller's read-only session transaction first: it releases its pooled connection,
+    # and on SQLite its snapshot, so reads after this write see it.
+    db.session.rollback()
+    with db.engine.connect() as conn:
+        conn.execution_options(**{WRITE_LOCK: True})
+        with conn.begin():
+            yield conn
+
+
+@contextmanager
+def _posting_connection() -> Iterator[Connection]:
+    """Where transfers run. On PostgreSQL each statement commits by itself, because the one
+    that writes (ledger_apply) is atomic on its own; everything before it only reads."""
+    db.session.rollback()
+    with db.engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            conn.execution_options(**{WRITE_LOCK: True})
+        with conn.begin():
+            yield conn
+
+
+_RULE_COLUMNS = (accounts.c.id, accounts.c.kind, accounts.c.asset_code, accounts.c.allow_negative)
+RESOLVE = select(*_RULE_COLUMNS).where(
+    accounts.c.asset_code == bindparam("asset"),
+    or_(and_(accounts.c.user_id == bindparam("user_id"), accounts.c.kind == "wallet"),
+        accounts.c.kind == bindparam("house_kind")),
+)
+RULES = select(*_RULE_COLUMNS).where(accounts.c.id.in_(bindparam("ids", expanding=True)))
+CLAIM = {
+    name: dialect.insert(transactions).on_conflict_do_nothing().returning(transactions.c.id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+WALLET_UPDATE = (
+    update(accounts)
+    .where(accounts.c.id == bindparam("leg_account"), accounts.c.status == "active",
+           accounts.c.balance + bindparam("leg_amount") >= 0)
+    .values(balance=accounts.c.balance + bindparam("leg_amount"))
+    .returning(accounts.c.balance)
+)
+SHARD_UPDATE = (
+    update(shards)
+    .where(shards.c.account_id == bindparam("leg_account"), shards.c.shard == bindparam("leg_shard"),
+           select(accounts.c.id).where(accounts.c.id == bindparam("leg_account"),
+                                       accounts.c.status == "active").exists())
+    .values(balance=shards.c.balance + bindparam("leg_amount"))
+)
+# Driver SQL (psycopg placeholders): this statement runs on every transfer on PostgreSQL,
+# and skipping SQLAlchemy's statement compilation halves its client-side cost.
+APPLY = (
+    "SELECT transaction_id, balances FROM ledger_apply(%(kind)s, %(reference_id)s, "
+    "%(fingerprint)s, %(description)s, %(metadata)s::jsonb, %(actor)s, %(operator_id)s, "
+    "%(api_key_id)s, %(reverses_id)s, %(created_at)s, %(accounts)s::bigint[], "
+    "%(amounts)s::bigint[], %(wallet)s::boolean[], %(shard)s)"
+)
+REFUSED = "WL001"  # SQLSTATE raised by ledger_apply when a wallet refuses a leg
+
+
+def _post(
+    conn: Connection, kind: str, legs: list[Leg], reference_id: str, payload: dict, *,
+    description: str = "", metadata: dict | None = None, actor: Actor = SYSTEM,
+    reverses_id: int | None = None, rules: dict | None = None,
+) -> Receipt:
+    check_reference(reference_id)
+    for leg in legs:
+        check_amount(abs(leg.amount))
+    rules = rules or _account_rules(conn, {leg.account_id for leg in legs})
+    _check_balanced(legs, rules)
+    ordered = _lock_order(legs, rules)
+    fingerprint = fingerprint_of(payload)
+    claim = dict(
+        kind=kind, reference_id=reference_id, fingerprint=fingerprint, description=description,
+        metadata=metadata, actor=actor.label, operator_id=actor.operator_id,
+        api_key_id=actor.api_key_id, reverses_id=reverses_id, created_at=utcnow(),
+    )
+    started = time.perf_counter()
+    tx_id, balances = _apply(conn, claim, ordered, rules)
+    wallets_locked.send(kind, seconds=time.perf_counter() - started)
+    if tx_id is None:
+        return _replay(conn, reference_id, fingerprint, reverses_id)
+    posted = tuple(PostedLeg(leg.account_id, leg.amount, balances.get(leg.account_id))
+                   for leg in ordered)
+    return Receipt(tx_id, kind, reference_id, description, claim["created_at"], posted)
+
+
+def _lock_order(legs: list[Leg], rules: dict) -> list[Leg]:
+    """Wallets by ascending id, then house legs: one global order, so no deadlock."""
+    return sorted(legs, key=lambda leg: (rules[leg.account_id].allow_negative, leg.account_id))
+
+
+def _account_rules(conn: Connection, account_ids: set[int]) -> dict[int, tuple]:
+    """kind, asset_code and allow_negative per account: facts that never change."""
+    rules = {row.id: row for row in conn.execute(RULES, {"ids": list(account_ids)})}
+    missing = account_ids - rules.keys()
+    if missing:
+        raise errors.UnknownAccount(f"account {min(missing)} does not exist")
+    return rules
+
+
+def _check_balanced(legs: list[Leg], rules: dict[int, tuple]) -> None:
+    if len(legs) < 2:
+        raise errors.UnbalancedTransaction("a transaction needs at least two legs")
+    totals: dict[str, int] = defaultdict(int)
+    for leg in legs:
+        totals[rules[leg.account_id].asset_code] += leg.amount
+    unbalanced = {asset: total for asset, total in totals.items() if total != 0}
+    if unbalanced:
+        raise errors.UnbalancedTransaction("legs do not sum to zero", totals=unbalanced)
+
+
+def _apply(conn, claim: dict, legs: list[Leg], rules) -> tuple[int | None, dict[int, int]]:
+    """Claim the reference and write the legs: (transaction id, wallet balances after), or
+    (None, {}) when the reference (or the reversal) is already taken. Every leg is refused
+    on a frozen account, and a wallet leg also below zero."""
+    if conn.dialect.name == "postgresql":
+        return _apply_in_database(conn, claim, legs, rules)
+    return _apply_statements(conn, claim, legs, rules)
+
+
+def _apply_in_database(conn, claim: dict, legs: list[Leg], rules):
+    params = {
+        **claim, "metadata": None if claim["metadata"] is None else json.dumps(claim["metadata"]),
+        "accounts": [leg.account_id for leg in legs], "amounts": [leg.amount for leg in legs],
+        "wallet": [not rules[leg.account_id].allow_negative for leg in legs],
+        "shard": random.randrange(HOUSE_SHARDS),
+    }
+    try:
+        tx_id, balances = conn.exec_driver_sql(APPLY, params).one()
+    except DBAPIError as error:
+        if getattr(error.orig, "sqlstate", None) != REFUSED:
+            raise
+        refused = int(error.orig.diag.message_detail)
+        _raise_refusal(conn, next(leg for leg in legs if leg.account_id == refused))
+    if tx_id is None:
+        return None, {}
+    return tx_id, {leg.account_id: b for leg, b in zip(legs, balances) if b is not None}
+
+
+def _apply_statements(conn, claim: dict, legs: list[Leg], rules):
+    tx_id = conn.execute(CLAIM[conn.dialect.name], claim).scalar()
+    if tx_id is None:
+        return None, {}
+    shard = random.randrange(HOUSE_SHARDS)
+    balances = {}
+    for leg in legs:
+        params = {"leg_account": leg.account_id, "leg_amount": leg.amount, "leg_shard": shard}
+        if rules[leg.account_id].allow_negative:
+            if conn.execute(SHARD_UPDATE, params).rowcount != 1:
+                _raise_refusal(conn, leg)
+            continue
+        balance = conn.execute(WALLET_UPDATE, params).scalar()
+        if balance is None:
+            _raise_refusal(conn, leg)
+        balances[leg.account_id] = balance
+    conn.execute(insert(postings), [
+        {"transaction_id": tx_id, "account_id": leg.account_id, "amount": leg.amount,
+         "balance_after": balances.get(leg.account_id), "created_at": claim["created_at"]}
+        for leg in legs
+    ])
+    return tx_id, balances
+
+
+def _replay(conn, reference_id: str, fingerprint: str, reverses_id: int | None) -> Receipt:
+    original = conn.execute(select(transactions).where(
+        transactions.c.reference_id == reference_id)).one_or_none()
+    if original is None:  # the conflict was on reverses_id: reversed under another reference
+        raise errors.AlreadyReversed(f"transaction {reverses_id} is already reversed")
+    if original.fingerprint != fingerprint:
+        raise errors.IdempotencyConflict(
+            f"reference_id {reference_id!r} was already used for a different request",
+            transaction_id=original.id,
+        )
+    return replace(_receipt_of(conn, original), replayed=True)
+
+
+def _raise_refusal(conn, leg: Leg):
+    status, balance = conn.execute(
+        select(accounts.c.status, accounts.c.balance).where(accounts.c.id == leg.account_id)
+    ).one()
+    if status != "active":
+        raise errors.AccountFrozen(f"account {leg.account_id} is {status}", account_id=leg.account_id)
+    raise errors.InsufficientFunds(
+        f"account {leg.account_id} holds {balance}, needs {-leg.amount}",
+        account_id=leg.account_id, available=balance, requested=-leg.amount,
+    )
+
+
+def _load_receipt(conn, condition) -> Receipt | None:
+    tx = conn.execute(select(transactions).where(condition)).one_or_none()
+    return None if tx is None else _receipt_of(conn, tx)
+
+
+def _receipt_of(conn, tx) -> Receipt:
+    legs = conn.execute(
+        select(postings.c.account_id, postings.c.amount, postings.c.balance_after)
+        .where(postings.c.transaction_id == tx.id).order_by(postings.c.id)
+    )
+    return Receipt(tx.id, tx.kind, tx.reference_id, tx.description, tx.created_at,
+                   tuple(PostedLeg(*row) for row in legs))
+
+
+def _wallet_and_house(conn, user_id: int, asset: str, house_kind: str):
+    """(wallet id, house account id, rules of both). Accounts are never deleted and these
+    facts never change (status is checked by the write itself), so they are cached per app."""
+    if not isinstance(user_id, int) or isinstance(user_id, bool) or not 0 < user_id <= BIGINT_MAX:
+        raise errors.UnknownUser(f"user {user_id!r} does not exist", user_id=user_id)
+    key = (user_id, asset, house_kind)
+    cache = current_app.extensions.setdefault("ledger_accounts", {})
+    if key not in cache:
+        cache[key] = _resolve(conn, *key)
+        if len(cache) > ACCOUNT_CACHE_SIZE:
+            cache.clear()
+    return cache[key]
+
+
+def _resolve(conn, user_id: int, asset: str, house_kind: str):
+    params = {"asset": asset, "user_id": user_id, "house_kind": house_kind}
+    rules = {row.id: row for row in conn.execute(RESOLVE, params)}
+    by_kind = {row.kind: row.id for row in rules.values()}
+    if "wallet" not in by_kind:
+        _raise_missing_wallet(conn, user_id, asset)
+    if house_kind not in by_kind:
+        raise errors.UnknownAccount(f"no {house_kind} account for {asset}")
+    return by_kind["wallet"], by_kind[house_kind], rules
+
+
+def _raise_missing_wallet(conn, user_id: int, asset: str):
+    if conn.execute(select(users.c.id).where(users.c.id == user_id)).first() is None:
+        raise errors.UnknownUser(f"user {user_id} does not exist", user_id=user_id)
+    if conn.execute(select(assets.c.code).where(assets.c.code == asset)).first() is None:
+        raise errors.UnknownAsset(f"asset {asset!r} does not exist", asset=asset)
+    raise errors.UnknownAccount(f"user {user_id} has no {asset} wallet", user_id=user_id)
+
+
+# ---------------------------------------------------------------- rules
+
+
+def check_amount(amount) -> None:
+    if not isinstance(amount, int) or isinstance(amount, bool):
+        raise errors.InvalidAmount("amount must be an integer number of the asset's smallest unit")
+    if not 0 < amount <= BIGINT_MAX:
+        raise errors.InvalidAmount(f"amount must be between 1 and {BIGINT_MAX}")
+
+
+def check_reference(reference_id) -> None:
+    if not isinstance(reference_id, str) or not 0 < len(reference_id) <= 128:
+        raise errors.LedgerError("reference_id must be a string of 1 to 128 characters")
+
+
+def fingerprint_of(payload: dict) -> str:
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------- setup (seed, tests, admin)
+
+
+def ensure_asset(code: str, name: str, scale: int = 0) -> None:
+    with _write_transaction() as conn:
+        if conn.execute(select(assets.c.code).where(assets.c.code == code)).first() is None:
+            conn.execute(insert(assets).values(code=code, name=name, scale=scale, created_at=utcnow()))
+
+
+def ensure_system_user() -> int:
+    return ensure_user(SYSTEM_USERNAME, "system@wallet.internal", open_wallets=False)
+
+
+def ensure_house_accounts(asset: str) -> dict[str, int]:
+    """Treasury, Promotions, Revenue and Equity accounts of the system user for one asset."""
+    system_id = ensure_system_user()
+    with _write_transaction() as conn:
+        existing = dict(conn.execute(
+            select(accounts.c.kind, accounts.c.id)
+            .where(accounts.c.user_id == system_id, accounts.c.asset_code == asset)
+        ).all())
+        for kind in HOUSE_KINDS:
+            if kind not in existing:
+                existing[kind] = _open_house_account(conn, system_id, asset, kind)
+        return existing
+
+
+def _open_house_account(conn, system_id: int, asset: str, kind: str) -> int:
+    account_id = conn.execute(
+        insert(accounts).values(
+            user_id=system_id, asset_code=asset, kind=kind, name=f"{kind.title()} {asset}",
+            balance=0, allow_negative=True, status="active", created_at=utcnow(),
+        ).returning(accounts.c.id)
+    ).scalar_one()
+    conn.execute(insert(shards), [
+        {"account_id": account_id, "shard": n, "balance": 0} for n in range(HOUSE_SHARDS)
+    ])
+    return account_id
+
+
+def ensure_user(username: str, email: str, *, open_wallets: bool = True) -> int:
+    with _write_transaction() as conn:
+        user_id = conn.execute(select(users.c.id).where(users.c.username == username)).scalar()
+        if user_id is None:
+            user_id = _insert_users(conn, [(username, email)])[0]
+        if open_wallets:
+            _open_wallets(conn, [user_id])
+        return user_id
+
+
+def create_user(username: str, email: str) -> int:
+    """A new user with one wallet per asset; DuplicateUser when the name or email is taken."""
+    with _write_transaction() as conn:
+        taken = conn.execute(select(users.c.id).where(
+            or_(users.c.username == username, users.c.email == email))).first()
+        if taken is not None:
+            raise errors.DuplicateUser("username or email already registered")
+        user_id = _insert_users(conn, [(username, email)])[0]
+        _open_wallets(conn, [user_id])
+        return user_id
+
+
+def create_users_bulk(pairs: list[tuple[str, str]]) -> list[int]:
+    """Many users with their wallets in one transaction (load-test data)."""
+    with _write_transaction() as conn:
+        user_ids = _insert_users(conn, pairs)
+        _open_wallets(conn, user_ids)
+        return user_ids
+
+
+def _insert_users(conn, pairs: list[tuple[str, str]]) -> list[int]:
+    now = utcnow()
+    rows = [{"username": u, "email": e, "created_at": now} for u, e in pairs]
+    result = conn.execute(insert(users).returning(users.c.id, sort_by_parameter_order=True), rows)
+    return list(result.scalars())
+
+
+def _open_wallets(conn, user_ids: list[int]) -> None:
+    codes = conn.execute(select(assets.c.code).order_by(assets.c.code)).scalars().all()
+    have = set(conn.execute(
+        select(accounts.c.user_id, accounts.c.asset_code)
+        .where(accounts.c.user_id.in_(user_ids), accounts.c.kind == "wallet")
+    ).tuples())
+    now = utcnow()
+    rows = [
+        {"user_id": uid, "asset_code": code, "kind": "wallet", "name": f"{code} wallet",
+         "balance": 0, "allow_negative": False, "status": "active", "created_at": now}
+        for uid in user_ids for code in codes if (uid, code) not in have
+    ]
+    if rows:
+        conn.execute(insert(accounts), rows)
+
+
+def set_account_status(account_id: int, status: str) -> None:
+    if status not in ("active", "frozen"):
+        raise errors.LedgerError("status must be active or frozen")
+    with _write_transaction() as conn:
+        done = conn.execute(update(accounts).where(accounts.c.id == account_id)
+                            .values(status=status)).rowcount
+        if not done:
+            raise errors.UnknownAccount(f"account {account_id} does not exist")
