@@ -1,0 +1,119 @@
+"""The read side: lookups, keyset pages, point-in-time balances, the CSV audit trail."""
+import csv
+import io
+import time
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import func, select
+
+from wallet_web import errors, exports, ledger, queries
+from wallet_web.extensions import db
+from wallet_web.models import Posting
+from wallet_web.queries import TransactionFilters
+
+
+@pytest.mark.both_backends
+def test_find_users_by_id_username_or_email_prefix(app, make_user):
+    carol = make_user(name="carol")
+    assert [u.id for u in queries.find_users(str(carol))] == [carol]
+    assert [u.username for u in queries.find_users("CAR")] == ["carol"]
+    assert [u.username for u in queries.find_users("alice@ex")] == ["alice"]
+    assert queries.find_users("%") == [] and queries.find_users("") == []
+
+
+def test_user_balances_and_house_balances_are_exact(app, make_user):
+    user = make_user(balance=30)
+    ledger.bonus(user, "DIAMOND", 4, "b-1")
+    balances = {b.asset_code: b.balance for b in queries.user_balances(user)}
+    assert balances == {"DIAMOND": 4, "GOLD": 30, "LOYALTY": 0}
+    house = {(b.asset_code, b.kind): b.balance for b in queries.house_balances()}
+    assert house[("DIAMOND", "promotions")] == -4
+    assert house[("GOLD", "treasury")] == 10**12 - 30 - 150  # alice 100 + bob 50 seeded
+    with pytest.raises(errors.UnknownUser):
+        queries.user_balances(999_999)
+
+
+@pytest.mark.both_backends
+def test_account_postings_pages_stay_stable_while_rows_arrive(app, make_user, wallet_of):
+    user = make_user()
+    for n in range(7):
+        ledger.topup(user, "GOLD", n + 1, f"t-{n}")
+    first = queries.account_postings(wallet_of(user), limit=3)
+    ledger.topup(user, "GOLD", 100, "late")  # arrives between page loads
+    second = queries.account_postings(wallet_of(user), first.next_cursor, limit=3)
+    third = queries.account_postings(wallet_of(user), second.next_cursor, limit=3)
+
+    amounts = [row.amount for page in (first, second, third) for row in page.items]
+    assert amounts == [7, 6, 5, 4, 3, 2, 1]
+    assert third.next_cursor is None
+    assert first.items[0].balance_after == 28
+
+
+@pytest.mark.parametrize("cursor", ["garbage", "aWQ6eA", "!!"])
+def test_a_foreign_cursor_is_refused(app, cursor):
+    with pytest.raises(errors.InvalidCursor):
+        queries.list_transactions(TransactionFilters(), cursor)
+
+
+def test_list_transactions_filters(app, make_user):
+    user = make_user(balance=50)
+    spent = ledger.spend(user, "GOLD", 5, "s-1")
+    ledger.bonus(user, "LOYALTY", 9, "b-1")
+
+    def ids(**filters):
+        return [t.id for t in queries.list_transactions(TransactionFilters(**filters)).items]
+
+    assert ids(user_id=user, kind="spend") == [spent.id]
+    assert ids(reference_id="s-1") == [spent.id]
+    assert len(ids(user_id=user)) == 3
+    assert len(ids(user_id=user, asset="LOYALTY")) == 1
+    assert ids(user_id=user, since=datetime.now(timezone.utc)) == []
+
+
+def test_balance_at_a_point_in_time(app, make_user, wallet_of):
+    user = make_user()
+    ledger.topup(user, "GOLD", 10, "t-1")
+    time.sleep(0.01)
+    middle = datetime.now(timezone.utc)
+    time.sleep(0.01)
+    ledger.topup(user, "GOLD", 5, "t-2")
+    assert queries.balance_at(wallet_of(user), middle) == 10
+    assert queries.balance_at(wallet_of(user), datetime.now(timezone.utc)) == 15
+    treasury = ledger.ensure_house_accounts("GOLD")["treasury"]
+    assert queries.balance_at(treasury, middle) == 10**12 - 150 - 10
+
+
+def test_audit_csv_has_a_row_per_posting_and_neutralises_formulas(app, make_user):
+    user = make_user(name="=cmd|evil")
+    ledger.topup(user, "GOLD", 5, "+ref", description="@SUM(A1)")
+    rows = list(csv.DictReader(io.StringIO("".join(exports.audit_csv(TransactionFilters())))))
+
+    assert len(rows) == db.session.execute(select(func.count()).select_from(Posting)).scalar_one()
+    mine = [r for r in rows if r["reference_id"] == "'+ref"]
+    assert {r["description"] for r in mine} == {"'@SUM(A1)"}
+    assert {r["amount"] for r in mine} == {"5", "-5"}
+    assert "'=cmd|evil" in {r["username"] for r in mine}
+    assert all(r["created_at"].endswith("Z") for r in rows)
+
+
+def test_audit_csv_with_filters_keeps_every_leg_of_matching_transactions(app, make_user):
+    user = make_user(balance=10)
+    text = "".join(exports.audit_csv(TransactionFilters(user_id=user)))
+    rows = list(csv.reader(io.StringIO(text)))
+    assert len(rows) == 1 + 2
+
+
+@pytest.mark.parametrize("lookup, error", [
+    (queries.get_user, errors.UnknownUser), (queries.get_account, errors.UnknownAccount),
+    (queries.get_transaction, errors.UnknownTransaction)])
+@pytest.mark.parametrize("row_id", [0, 999_999, 2**70])
+def test_lookups_of_missing_rows_raise_their_domain_error(app, lookup, error, row_id):
+    with pytest.raises(error):
+        lookup(row_id)
+
+
+def test_get_transaction_loads_postings_with_accounts_and_users(app, make_user):
+    receipt = ledger.topup(make_user(name="dora"), "GOLD", 3, "t-1")
+    tx = queries.get_transaction(receipt.id)
+    assert {p.account.user.username for p in tx.postings} == {"dora", "system"}

@@ -1,0 +1,252 @@
+"""Read side shared by the pages, the JSON API and the CSV export.
+
+Lists are keyset-paginated on ids, newest first: a cursor is the last id seen, so pages stay
+stable while new rows arrive and cost the same at any depth (no OFFSET).
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from sqlalchemy import Select, exists, func, or_, select
+from sqlalchemy.orm import selectinload
+
+from . import errors
+from .extensions import db
+from .models import Account, BalanceShard, Posting, Transaction, User
+
+T = TypeVar("T")
+MAX_PAGE = 200
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class AccountBalance:
+    id: int
+    name: str
+    kind: str
+    asset_code: str
+    balance: int
+    status: str
+
+
+@dataclass(frozen=True)
+class PostingRow:
+    id: int
+    transaction_id: int
+    kind: str
+    reference_id: str
+    description: str
+    actor: str
+    amount: int
+    balance_after: int | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class TransactionFilters:
+    user_id: int | None = None
+    account_id: int | None = None
+    asset: str | None = None
+    kind: str | None = None
+    reference_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+# ---------------------------------------------------------------- cursors
+
+
+def encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    if not cursor:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, value = text.split(":", 1)
+        if prefix != "id" or not value.isdigit():
+            raise ValueError(text)
+        return int(value)
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise errors.InvalidCursor("cursor is not one this API returned") from None
+
+
+def _page(rows: list, limit: int, id_of=lambda row: row.id) -> Page:
+    more = len(rows) > limit
+    items = rows[:limit]
+    return Page(items, encode_cursor(id_of(items[-1])) if more else None)
+
+
+def _limit(limit: int) -> int:
+    return max(1, min(int(limit), MAX_PAGE))
+
+
+# ---------------------------------------------------------------- users and accounts
+
+
+def find_users(term: str, limit: int = 20) -> list[User]:
+    """A user by exact id, else by username or email prefix (case-insensitive)."""
+    term = (term or "").strip()
+    if not term:
+        return []
+    if term.isdigit():
+        user = db.session.get(User, int(term)) if int(term) < 2**63 else None
+        if user is not None:
+            return [user]
+    pattern = _escape_like(term.lower()) + "%"
+    query = (select(User).where(or_(func.lower(User.username).like(pattern, escape="\\"),
+                                    func.lower(User.email).like(pattern, escape="\\")))
+             .order_by(User.username).limit(_limit(limit)))
+    return list(db.session.scalars(query))
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _get(model, row_id: int, missing: type[errors.NotFound], **options):
+    row = db.session.get(model, row_id, **options) if 0 < row_id < 2**63 else None
+    if row is None:
+        name = model.__name__.lower()
+        raise missing(f"{name} {row_id} does not exist", **{f"{name}_id": row_id})
+    return row
+
+
+def get_user(user_id: int) -> User:
+    return _get(User, user_id, errors.UnknownUser)
+
+
+def count_users_named(prefix: str) -> int:
+    query = select(func.count()).select_from(User).where(User.username.startswith(prefix))
+    return db.session.execute(query).scalar_one()
+
+
+def _shard_total():
+    return (select(func.coalesce(func.sum(BalanceShard.balance), 0))
+            .where(BalanceShard.account_id == Account.id).scalar_subquery())
+
+
+def _balances(query: Select) -> list[AccountBalance]:
+    rows = db.session.execute(query.order_by(Account.asset_code, Account.kind))
+    return [AccountBalance(*row) for row in rows]
+
+
+def _balance_columns() -> Select:
+    return select(Account.id, Account.name, Account.kind, Account.asset_code,
+                  Account.balance + _shard_total(), Account.status)
+
+
+def user_balances(user_id: int) -> list[AccountBalance]:
+    get_user(user_id)
+    return _balances(_balance_columns().where(Account.user_id == user_id))
+
+
+def house_balances() -> list[AccountBalance]:
+    return _balances(_balance_columns().where(Account.allow_negative))
+
+
+def get_account(account_id: int) -> Account:
+    return _get(Account, account_id, errors.UnknownAccount)
+
+
+def account_balance(account_id: int) -> int:
+    """Exact balance: the cached column plus, for house accounts, their shards."""
+    query = select(Account.balance + _shard_total()).where(Account.id == account_id)
+    balance = db.session.execute(query).scalar()
+    if balance is None:
+        raise errors.UnknownAccount(f"account {account_id} does not exist", account_id=account_id)
+    return balance
+
+
+def balance_at(account_id: int, at: datetime) -> int:
+    """Balance after the last posting at or before `at` (house accounts: sum of postings)."""
+    account = get_account(account_id)
+    if account.allow_negative:
+        query = select(func.coalesce(func.sum(Posting.amount), 0)).where(
+            Posting.account_id == account_id, Posting.created_at <= at)
+        return db.session.execute(query).scalar_one()
+    query = (select(Posting.balance_after)
+             .where(Posting.account_id == account_id, Posting.created_at <= at)
+             .order_by(Posting.created_at.desc(), Posting.id.desc()).limit(1))
+    return db.session.execute(query).scalar() or 0
+
+
+def account_postings(account_id: int, cursor: str | None = None, limit: int = 50) -> Page[PostingRow]:
+    get_account(account_id)
+    limit = _limit(limit)
+    query = (select(Posting.id, Posting.transaction_id, Transaction.kind, Transaction.reference_id,
+                    Transaction.description, Transaction.actor, Posting.amount,
+                    Posting.balance_after, Posting.created_at)
+             .join(Transaction, Transaction.id == Posting.transaction_id)
+             .where(Posting.account_id == account_id)
+             .order_by(Posting.id.desc()).limit(limit + 1))
+    before = decode_cursor(cursor)
+    if before is not None:
+        query = query.where(Posting.id < before)
+    return _page([PostingRow(*row) for row in db.session.execute(query)], limit)
+
+
+# ---------------------------------------------------------------- transactions
+
+
+def _touching(*conditions):
+    """EXISTS a posting of the transaction on an account matching the conditions."""
+    return exists().where(Posting.transaction_id == Transaction.id,
+                          Account.id == Posting.account_id, *conditions)
+
+
+def filtered_transactions(filters: TransactionFilters) -> Select:
+    query = select(Transaction)
+    if filters.kind:
+        query = query.where(Transaction.kind == filters.kind)
+    if filters.reference_id:
+        query = query.where(Transaction.reference_id == filters.reference_id)
+    if filters.since:
+        query = query.where(Transaction.created_at >= filters.since)
+    if filters.until:
+        query = query.where(Transaction.created_at < filters.until)
+    if filters.user_id is not None:
+        query = query.where(_touching(Account.user_id == filters.user_id))
+    if filters.account_id is not None:
+        query = query.where(_touching(Account.id == filters.account_id))
+    if filters.asset:
+        query = query.where(_touching(Account.asset_code == filters.asset))
+    return query
+
+
+def list_transactions(
+    filters: TransactionFilters, cursor: str | None = None, limit: int = 50
+) -> Page[Transaction]:
+    limit = _limit(limit)
+    query = (filtered_transactions(filters)
+             .options(selectinload(Transaction.postings).selectinload(Posting.account))
+             .order_by(Transaction.id.desc()).limit(limit + 1))
+    before = decode_cursor(cursor)
+    if before is not None:
+        query = query.where(Transaction.id < before)
+    return _page(list(db.session.scalars(query)), limit)
+
+
+def get_transaction(tx_id: int) -> Transaction:
+    loading = selectinload(Transaction.postings).selectinload(Posting.account).selectinload(Account.user)
+    return _get(Transaction, tx_id, errors.UnknownTransaction, options=[loading])
+
+
+def find_transaction_by_reference(reference_id: str) -> Transaction | None:
+    query = select(Transaction).where(Transaction.reference_id == reference_id)
+    return db.session.scalars(query).first()
+
+
+def reversal_of(tx_id: int) -> Transaction | None:
+    return db.session.scalars(select(Transaction).where(Transaction.reverses_id == tx_id)).first()
