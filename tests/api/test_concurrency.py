@@ -1,0 +1,64 @@
+"""Identical requests arriving at the same instant: one movement, the rest replay it."""
+import threading
+
+from sqlalchemy import func, select
+
+from wallet_web import queries
+from wallet_web.extensions import db
+from wallet_web.models import Transaction
+
+CLIENTS = 20
+
+
+def _at_once(app, count: int, request) -> list:
+    start, responses = threading.Barrier(count), [None] * count
+
+    def run(n):
+        client = app.test_client()  # its own client, and so its own connections
+        start.wait()
+        responses[n] = request(client)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return responses
+
+
+def test_twenty_identical_topups_at_once_move_value_once(app, auth, wallet_of):
+    body = {"user_id": 2, "amount": 25, "reference_id": "burst-1"}
+    responses = _at_once(app, CLIENTS, lambda c: c.post("/wallet/topup", json=body, headers=auth()))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200] * (CLIENTS - 1) + [201]
+    assert len({r.get_data() for r in responses}) == 1
+    assert sum(r.headers.get("Idempotent-Replayed") == "true" for r in responses) == CLIENTS - 1
+    assert queries.account_balance(wallet_of(2)) == 125
+    count = select(func.count()).where(Transaction.reference_id == "burst-1")
+    assert db.session.execute(count).scalar_one() == 1
+
+
+def test_twenty_spends_with_one_reference_but_different_amounts_move_once(app, auth, wallet_of):
+    def spend(amount):
+        return lambda c: c.post("/wallet/spend", headers=auth(),
+                                json={"user_id": 2, "amount": amount, "reference_id": "mixed"})
+    amounts = iter([1, 2] * (CLIENTS // 2))
+    lock = threading.Lock()
+
+    def request(client):
+        with lock:
+            amount = next(amounts)
+        return spend(amount)(client)
+
+    responses = _at_once(app, CLIENTS, request)
+    created = [r for r in responses if r.status_code == 201]
+    assert len(created) == 1
+    winner = created[0].json
+    for r in responses:
+        assert r.status_code in (200, 201, 422)
+        if r.status_code == 422:
+            assert r.json["error"]["code"] == "idempotency_key_reused"
+        else:
+            assert r.json == winner
+    assert queries.account_balance(wallet_of(2)) == winner["balance"]  # exactly one spend
+    assert winner["balance"] in (98, 99)

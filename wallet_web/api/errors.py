@@ -1,0 +1,84 @@
+"""One JSON error shape for the API: {"error": {"code", "message", ...}}.
+
+Domain errors keep their own code and status; pydantic errors become 422 with the field and
+the reason; HTTP errors (404, 405, 413, ...) on API paths become the same shape, so a client
+never has to parse an HTML page.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, Flask, Response, json, request
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from .. import errors
+
+API_PREFIXES = ("/wallet/", "/api/")
+
+
+class MalformedJson(errors.LedgerError):
+    code = "malformed_json"
+    status = 400
+
+
+class UnsupportedContentType(errors.LedgerError):
+    code = "unsupported_media_type"
+    status = 415
+
+
+class InvalidRequest(errors.LedgerError):
+    code = "validation_error"
+    status = 422
+
+
+def error_response(status: int, body: dict, headers: dict | None = None) -> Response:
+    response = Response(json.dumps({"error": body}), status=status, mimetype="application/json")
+    response.headers.update(headers or {})
+    return response
+
+
+def ledger_error(error: errors.LedgerError) -> Response:
+    return error_response(error.status, error.to_dict(), getattr(error, "headers", None))
+
+
+def validation_error(error: ValidationError) -> Response:
+    return ledger_error(from_validation(error))
+
+
+def from_validation(error: ValidationError) -> errors.LedgerError:
+    problems = [_problem(item) for item in error.errors(include_url=False, include_input=False)]
+    if any(item["type"] == "json_invalid" for item in problems):
+        return MalformedJson("the body is not valid JSON: " + problems[0]["reason"])
+    first = problems[0]
+    return InvalidRequest(f"{first['field'] or 'body'}: {first['reason']}", field=first["field"],
+                          reason=first["reason"], errors=problems)
+
+
+def _problem(item: dict) -> dict:
+    field = ".".join(str(part) for part in item["loc"])
+    return {"field": field, "reason": item["msg"], "type": item["type"]}
+
+
+def http_error(error: HTTPException) -> Response:
+    code = (error.name or "error").lower().replace(" ", "_")
+    headers = dict(error.get_headers())
+    headers.pop("Content-Type", None)
+    return error_response(error.code or 500, {"code": code, "message": error.description}, headers)
+
+
+def http_error_on_api_paths(error: HTTPException):
+    """App-wide: routing errors (404, 405) happen before any blueprint is chosen."""
+    if request.path.startswith(API_PREFIXES) or request.path in ("/wallet", "/api"):
+        return http_error(error)
+    return error
+
+
+def attach(blueprint: Blueprint) -> Blueprint:
+    """Called once, when the blueprint module is imported (handlers cannot be added later)."""
+    blueprint.register_error_handler(errors.LedgerError, ledger_error)
+    blueprint.register_error_handler(ValidationError, validation_error)
+    blueprint.register_error_handler(HTTPException, http_error)
+    return blueprint
+
+
+def register(app: Flask) -> None:
+    app.register_error_handler(HTTPException, http_error_on_api_paths)

@@ -1,0 +1,228 @@
+"""Request and response models: the one source of truth for validation and the OpenAPI document.
+
+Bodies are validated strictly (JSON integers only: no "100" or 100.5 for an amount); query
+strings leniently, since every query value arrives as text.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+
+from ..ledger import BIGINT_MAX
+from ..models import TRANSACTION_KINDS
+from ..queries import MAX_PAGE
+
+
+def _encodable(text: str) -> str:
+    text.encode("utf-8")  # a lone surrogate raises UnicodeEncodeError, a ValueError: 422
+    return text
+
+
+def _utc(moment: datetime) -> datetime:
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError("timestamp is out of range") from None
+
+
+# PostgreSQL text cannot hold NUL; the pattern also tells the OpenAPI document so.
+Text = Annotated[str, Field(pattern=r"^[^\x00]*$"), AfterValidator(_encodable)]
+Id = Annotated[int, Field(ge=1, le=BIGINT_MAX)]
+Amount = Annotated[int, Field(ge=1, le=BIGINT_MAX, description="integer, in the asset's smallest unit")]
+AssetCode = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{0,15}$", examples=["GOLD"])]
+ReferenceId = Annotated[Text, Field(min_length=1, max_length=128,
+                                    description="idempotency key: the same request may be retried with it")]
+Description = Annotated[Text, Field(max_length=500)]
+Timestamp = Annotated[AwareDatetime, AfterValidator(_utc)]
+Limit = Annotated[int, Field(ge=1, le=MAX_PAGE)]
+Kind = Literal[TRANSACTION_KINDS]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class Query(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# ---------------------------------------------------------------- errors
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    code: str = Field(examples=["insufficient_funds"])
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+# ---------------------------------------------------------------- /wallet (seed-compatible)
+
+
+class MovementRequest(Body):
+    user_id: Id
+    amount: Amount
+    reference_id: ReferenceId
+    description: Description = ""
+    currency: AssetCode = "GOLD"
+
+
+class MovementResponse(Out):
+    id: int
+    reference_id: str
+    type: Literal["topup", "bonus", "spend"]
+    status: Literal["completed"] = "completed"
+    created_at: datetime
+    balance: int = Field(description="the user's wallet balance in this currency after the movement")
+
+
+class WalletAccount(Out):
+    id: int
+    name: str
+    currency: str
+    balance: int
+
+
+class WalletBalance(Out):
+    user_id: int
+    total_balance: int = Field(description="the GOLD wallet balance (the original single-currency total)")
+    accounts: list[WalletAccount]
+
+
+# ---------------------------------------------------------------- /api/v1
+
+
+class UserSearch(Query):
+    q: Annotated[Text, Field(min_length=1, max_length=255, description="id, or username/email prefix")]
+    limit: Annotated[int, Field(ge=1, le=100)] = 20
+
+
+class PageQuery(Query):
+    cursor: Annotated[Text, Field(max_length=200)] | None = None
+    limit: Limit = 50
+
+
+class TransactionFilter(Query):
+    user_id: Id | None = None
+    account_id: Id | None = None
+    asset: AssetCode | None = None
+    kind: Kind | None = None
+    reference_id: Annotated[Text, Field(max_length=128)] | None = None
+    since: Timestamp | None = Field(None, description="created at or after (ISO 8601 with offset)")
+    until: Timestamp | None = Field(None, description="created before (ISO 8601 with offset)")
+
+
+class TransactionQuery(TransactionFilter, PageQuery):
+    pass
+
+
+class BalanceAtQuery(Query):
+    at: Timestamp | None = Field(None, description="point in time (ISO 8601 with offset); now if absent")
+
+
+class ReversalRequest(Body):
+    reference_id: ReferenceId
+    description: Description = ""
+
+
+class UserOut(Out):
+    id: int
+    username: str
+    email: str
+    created_at: datetime
+
+
+class UserList(BaseModel):
+    items: list[UserOut]
+
+
+class AccountBalanceOut(Out):
+    id: int
+    name: str
+    kind: str
+    asset_code: str
+    balance: int
+    status: str
+
+
+class UserDetail(UserOut):
+    accounts: list[AccountBalanceOut]
+
+
+class AccountOut(Out):
+    id: int
+    user_id: int
+    name: str
+    kind: str
+    asset_code: str
+    status: str
+    allow_negative: bool
+    balance: int
+    created_at: datetime
+
+
+class PostingOut(Out):
+    id: int
+    transaction_id: int
+    kind: str
+    reference_id: str
+    description: str
+    actor: str
+    amount: int
+    balance_after: int | None
+    created_at: datetime
+
+
+class PostingPage(BaseModel):
+    items: list[PostingOut]
+    next_cursor: str | None
+
+
+class BalanceAt(BaseModel):
+    account_id: int
+    at: datetime
+    balance: int
+
+
+class LegOut(BaseModel):
+    account_id: int
+    user_id: int
+    asset_code: str
+    amount: int
+    balance_after: int | None
+
+
+class TransactionOut(BaseModel):
+    id: int
+    kind: str
+    reference_id: str
+    description: str
+    actor: str
+    api_key_id: int | None
+    operator_id: int | None
+    reverses_id: int | None
+    created_at: datetime
+    postings: list[LegOut]
+
+
+class TransactionPage(BaseModel):
+    items: list[TransactionOut]
+    next_cursor: str | None
+
+
+class ReversalResponse(BaseModel):
+    id: int
+    reference_id: str
+    type: Literal["reversal"] = "reversal"
+    status: Literal["completed"] = "completed"
+    reverses_id: int
+    created_at: datetime
