@@ -1,0 +1,199 @@
+"""Closed-loop HTTP load generator: each client sends its next request when the last finished.
+
+    python bench/load.py --base http://127.0.0.1:8000 --scenario mixed \
+        --clients 64 --duration 15 --users users.json --out outcome.json   (key: $BENCH_API_KEY)
+
+Scenarios: hot-treasury (top-ups spread over all users), hot-wallet (spends of 1 on one
+wallet, --hot-user), mixed (45% top-up, 10% bonus, 35% spend, 10% balance reads).
+Every request has a fresh uuid reference_id. The outcome file holds the latency figures and,
+for the conservation check, each user's sum of successful (201) movements, plus the
+references whose outcome is unknown (lost connection, 5xx) so the caller can look them up.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sys
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import aiohttp
+
+SCENARIOS = ("hot-treasury", "hot-wallet", "mixed")
+MIXED_WEIGHTS = (("topup", 45), ("bonus", 10), ("spend", 35), ("balance", 10))
+SIGN = {"topup": +1, "bonus": +1, "spend": -1}
+AMOUNT_RANGE = {"topup": (1, 1000), "bonus": (1, 100), "spend": (1, 100)}
+REQUEST_TIMEOUT = 30
+
+
+@dataclass(frozen=True)
+class Call:
+    kind: str  # topup, bonus, spend or balance
+    user_id: int
+    amount: int = 0
+    reference_id: str = ""
+
+
+@dataclass
+class Outcome:
+    """What a run observed: latencies, statuses, and per user the sum of its 201s."""
+
+    latencies: list[float] = field(default_factory=list)
+    statuses: Counter = field(default_factory=Counter)
+    moves: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    unknown: list[dict] = field(default_factory=list)
+    refused: int = 0
+
+    def record(self, call: Call, status: int | None, code: str | None, seconds: float) -> None:
+        self.latencies.append(seconds)
+        self.statuses[f"{call.kind}:{status}"] += 1
+        if call.kind == "balance":
+            return
+        delta = SIGN[call.kind] * call.amount
+        if status == 201:
+            self.moves[call.user_id] += delta
+        elif status is None or status >= 500:
+            self.unknown.append({"reference_id": call.reference_id, "user_id": call.user_id,
+                                 "delta": delta})
+        elif code == "insufficient_funds":
+            self.refused += 1
+
+
+class CallMaker:
+    """Picks the next request of a scenario."""
+
+    def __init__(self, scenario: str, users: list[int], hot_user: int | None, seed: int | None):
+        self.scenario, self.users, self.hot_user = scenario, users, hot_user
+        self.random = random.Random(seed)
+        kinds, weights = zip(*MIXED_WEIGHTS)
+        self.mixed_kinds = self.random.choices(kinds, weights, k=10_000)  # a fixed-ratio deck
+        self.dealt = 0
+
+    def next(self) -> Call:
+        if self.scenario == "hot-wallet":
+            return Call("spend", self.hot_user, 1, self._reference())
+        kind = "topup" if self.scenario == "hot-treasury" else self._mixed_kind()
+        user = self.random.choice(self.users)
+        if kind == "balance":
+            return Call(kind, user)
+        return Call(kind, user, self.random.randint(*AMOUNT_RANGE[kind]), self._reference())
+
+    def _mixed_kind(self) -> str:
+        self.dealt += 1
+        return self.mixed_kinds[self.dealt % len(self.mixed_kinds)]
+
+    @staticmethod
+    def _reference() -> str:
+        return f"bench-{uuid.uuid4()}"
+
+
+async def send(session: aiohttp.ClientSession, base: str, call: Call) -> tuple[int | None, str | None]:
+    """(HTTP status, error code) of one call; (None, None) when no answer came back."""
+    try:
+        if call.kind == "balance":
+            request = session.get(f"{base}/wallet/{call.user_id}/balance")
+        else:
+            body = {"user_id": call.user_id, "amount": call.amount,
+                    "reference_id": call.reference_id}
+            request = session.post(f"{base}/wallet/{call.kind}", json=body)
+        async with request as response:
+            payload = await response.read()
+            return response.status, _error_code(response.status, payload)
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        return None, None
+
+
+def _error_code(status: int, payload: bytes) -> str | None:
+    if status < 400:
+        return None
+    try:
+        return json.loads(payload)["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+async def client_loop(session, base: str, maker: CallMaker, outcome: Outcome, until: float) -> None:
+    while (now := time.perf_counter()) < until:
+        call = maker.next()
+        status, code = await send(session, base, call)
+        outcome.record(call, status, code, time.perf_counter() - now)
+
+
+async def drive(base: str, key: str, maker: CallMaker, clients: int, duration: float) -> tuple[Outcome, float]:
+    """Runs `clients` closed loops for `duration` seconds; returns the outcome and the seconds."""
+    outcome = Outcome()
+    connector = aiohttp.TCPConnector(limit=clients)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+    headers = {"Authorization": f"Bearer {key}"}
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers) as session:
+        start = time.perf_counter()
+        until = start + duration
+        await asyncio.gather(*(client_loop(session, base, maker, outcome, until)
+                               for _ in range(clients)))
+        return outcome, time.perf_counter() - start
+
+
+def percentile(sorted_values: list[float], share: float) -> float | None:
+    """Nearest-rank percentile of already sorted values."""
+    if not sorted_values:
+        return None
+    rank = max(1, min(len(sorted_values), round(share * len(sorted_values) + 0.5)))
+    return sorted_values[rank - 1]
+
+
+def summary(outcome: Outcome, elapsed: float) -> dict:
+    latencies = sorted(outcome.latencies)
+    ok = sum(n for key, n in outcome.statuses.items() if key.endswith((":200", ":201")))
+    total = len(latencies)
+    ms = {f"p{int(share * 100)}": round(percentile(latencies, share) * 1000, 2)
+          for share in (0.5, 0.95, 0.99)} if latencies else {}
+    if latencies:
+        ms["max"] = round(latencies[-1] * 1000, 2)
+    return {
+        "requests": total, "ok": ok, "refused": outcome.refused,
+        "errors": total - ok - outcome.refused, "seconds": round(elapsed, 2),
+        "requests_per_s": round(total / elapsed, 1), "ok_per_s": round(ok / elapsed, 1),
+        "latency_ms": ms, "statuses": dict(sorted(outcome.statuses.items())),
+        "loadgen_cpu_s": round(time.process_time(), 2),  # the whole process, start-up included
+    }
+
+
+def run(base: str, key: str, scenario: str, users: list[int], clients: int, duration: float,
+        hot_user: int | None = None, seed: int | None = None) -> dict:
+    maker = CallMaker(scenario, users, hot_user, seed)
+    outcome, elapsed = asyncio.run(drive(base, key, maker, clients, duration))
+    return {"summary": summary(outcome, elapsed),
+            "moves": {str(user): delta for user, delta in outcome.moves.items()},
+            "unknown": outcome.unknown}
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", required=True)
+    parser.add_argument("--key", default=os.environ.get("BENCH_API_KEY"),
+                        help="write API key (default: $BENCH_API_KEY, kept off the process list)")
+    parser.add_argument("--scenario", choices=SCENARIOS, required=True)
+    parser.add_argument("--clients", type=int, required=True)
+    parser.add_argument("--duration", type=float, required=True)
+    parser.add_argument("--users", required=True, help="JSON file: list of user ids")
+    parser.add_argument("--hot-user", type=int)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    with open(args.users) as file:
+        users = json.load(file)
+    result = run(args.base, args.key, args.scenario, users, args.clients, args.duration,
+                 args.hot_user, args.seed)
+    with open(args.out, "w") as file:
+        json.dump(result, file)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

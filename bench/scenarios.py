@@ -1,0 +1,121 @@
+"""One load level of a scenario: warm-up, measured run in a separate process, then the
+conservation check against the database, and the CPU each process group used."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass
+
+import aiohttp
+
+from . import conservation, database, load
+from .common import BIN, BENCH, ROOT
+from .cpu import CpuMeter
+from .server import Gunicorn
+
+HOT_WALLET_FUNDING = 10**9  # spends of 1: lasts far longer than any run
+DRAIN_REQUESTS, DRAIN_SUCCESSES = 64, 40
+
+
+@dataclass
+class Bench:
+    url: str
+    key: str
+    server: Gunicorn
+    users: list[int]
+    users_file: str
+
+
+def open_bench(url: str, key: str, server: Gunicorn, users: list[int]) -> Bench:
+    handle, path = tempfile.mkstemp(prefix="bench-users-", suffix=".json")
+    with os.fdopen(handle, "w") as file:
+        json.dump(users, file)
+    return Bench(url, key, server, users, path)
+
+
+def run_load(bench: Bench, scenario: str, clients: int, seconds: float,
+             hot_user: int | None = None) -> dict:
+    """bench/load.py in its own process; returns its outcome."""
+    with tempfile.NamedTemporaryFile(prefix="bench-outcome-", suffix=".json") as out:
+        command = [str(BIN / "python"), str(BENCH / "load.py"), "--base", bench.server.base,
+                   "--scenario", scenario, "--clients", str(clients), "--duration", str(seconds),
+                   "--users", bench.users_file, "--out", out.name]
+        if hot_user is not None:
+            command += ["--hot-user", str(hot_user)]
+        env = {**os.environ, "BENCH_API_KEY": bench.key}
+        subprocess.run(command, cwd=ROOT, env=env, check=True, timeout=seconds + 120)
+        with open(out.name) as file:
+            return json.load(file)
+
+
+def run_level(bench: Bench, scenario: str, clients: int, seconds: float, warmup: float,
+              hot_user: int | None = None) -> dict:
+    before = database.gold_balances(bench.url)
+    outcomes = [run_load(bench, scenario, clients, warmup, hot_user)] if warmup > 0 else []
+    with CpuMeter(bench.server.pid) as meter:
+        measured = run_load(bench, scenario, clients, seconds, hot_user)
+    after = database.gold_balances(bench.url)
+    outcomes.append(measured)
+    figures = measured["summary"]
+    figures["cpu_s"] = meter.report(loadgen=figures.pop("loadgen_cpu_s"))
+    figures["conservation"] = check_conservation(bench.url, before, after, outcomes)
+    if hot_user is not None:
+        figures["hot_wallet"] = hot_wallet_figures(bench.url, hot_user, before, after)
+    return figures
+
+
+def check_conservation(url: str, before: dict, after: dict, outcomes: list[dict]) -> dict:
+    moves: dict[str, int] = {}
+    unknown: list[dict] = []
+    for outcome in outcomes:
+        for user, delta in outcome["moves"].items():
+            moves[user] = moves.get(user, 0) + delta
+        unknown += outcome["unknown"]
+    committed = database.committed_references(url, [call["reference_id"] for call in unknown])
+    expected = conservation.expected_moves(moves, unknown, committed)
+    wrong = conservation.mismatches(before, after, expected)
+    return {"ok": not wrong, "users_moved": len(expected), "unknown_outcomes": len(unknown),
+            "mismatches": wrong[:10]}
+
+
+def hot_wallet_figures(url: str, user: int, before: dict, after: dict) -> dict:
+    lowest = database.lowest_balance_after(url, database.gold_wallet_of(url, user))
+    return {"start": before[user], "end": after[user], "lowest_balance_after": lowest,
+            "never_negative": after[user] >= 0 and (lowest is None or lowest >= 0)}
+
+
+def fund(bench: Bench, user: int, amount: int, reference: str) -> None:
+    async def topup():
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {bench.key}"}) as session:
+            return await load.send(session, bench.server.base,
+                                   load.Call("topup", user, amount, reference))
+    status, code = asyncio.run(topup())
+    if status != 201:
+        raise RuntimeError(f"funding user {user} failed: {status} {code}")
+
+
+def drain(bench: Bench, user: int) -> dict:
+    """The original service's bug: N concurrent spends that the balance covers only partly.
+    Exactly balance // amount must succeed, the rest be refused, and nothing go below zero."""
+    balance = database.gold_balances(bench.url)[user]
+    amount = balance // DRAIN_SUCCESSES
+    calls = [load.Call("spend", user, amount, f"bench-drain-{os.urandom(8).hex()}")
+             for _ in range(DRAIN_REQUESTS)]
+
+    async def burst():
+        connector = aiohttp.TCPConnector(limit=DRAIN_REQUESTS)
+        headers = {"Authorization": f"Bearer {bench.key}"}
+        async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+            return await asyncio.gather(*(load.send(session, bench.server.base, c) for c in calls))
+
+    answers = asyncio.run(burst())
+    end = database.gold_balances(bench.url)[user]
+    succeeded = sum(1 for status, _ in answers if status == 201)
+    refused = sum(1 for _, code in answers if code == "insufficient_funds")
+    exact = succeeded == balance // amount and end == balance - succeeded * amount
+    return {"requests": DRAIN_REQUESTS, "balance": balance, "amount": amount,
+            "succeeded": succeeded, "refused": refused, "end": end,
+            "ok": exact and refused == DRAIN_REQUESTS - succeeded and end >= 0}
