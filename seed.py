@@ -3,13 +3,14 @@
     python seed.py              assets, house accounts, genesis, system/alice/bob (idempotent)
     python seed.py --users N    also N synthetic users with empty wallets (load tests)
 
-In development (WALLET_ENV=development) it also prints a demo API key with write scope, once:
-later runs keep that key (its plaintext cannot be recovered) and say how to make a new one.
+In development (WALLET_ENV=development) it also prints a demo API key with write scope and a
+demo dashboard admin login, once: later runs keep them (their secrets cannot be recovered
+from the hashes) and say how to make new ones.
 """
 import argparse
 import sys
 
-from wallet_web import api_keys, create_app, ledger, queries
+from wallet_web import api_keys, create_app, ledger, operators, queries
 
 ASSETS = [("GOLD", "Gold Coins"), ("DIAMOND", "Diamonds"), ("LOYALTY", "Loyalty Points")]
 GENESIS_SUPPLY = 1_000_000_000_000
@@ -52,6 +53,7 @@ def main(argv: list[str]) -> int:
         print("seeded assets, house accounts, genesis, alice and bob")
         if app.config["WALLET_ENV"] == "development":
             print(api_keys.ensure_demo_key())
+            print(operators.ensure_demo_admin())
         if args.users:
             total = seed_synthetic_users(args.users)
             print(f"added {args.users} synthetic users ({total} in all)")

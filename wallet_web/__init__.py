@@ -56,7 +56,8 @@ def _init_extensions(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from . import api, cli
+    from . import api, cli, web
 
     cli.register(app)
     api.register(app)
+    web.register(app)

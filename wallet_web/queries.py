@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Generic, TypeVar
 
 from sqlalchemy import Select, exists, func, or_, select
@@ -16,7 +16,7 @@ from sqlalchemy.orm import selectinload
 
 from . import errors
 from .extensions import db
-from .models import Account, BalanceShard, Posting, Transaction, User
+from .models import Account, Asset, BalanceShard, Posting, Transaction, User
 
 T = TypeVar("T")
 MAX_PAGE = 200
@@ -250,3 +250,79 @@ def find_transaction_by_reference(reference_id: str) -> Transaction | None:
 
 def reversal_of(tx_id: int) -> Transaction | None:
     return db.session.scalars(select(Transaction).where(Transaction.reverses_id == tx_id)).first()
+
+
+# ---------------------------------------------------------------- dashboard figures
+
+
+@dataclass(frozen=True)
+class VolumeRow:
+    kind: str
+    asset_code: str
+    count: int
+    amount: int
+
+
+@dataclass(frozen=True)
+class DailyVolume:
+    day: date
+    asset_code: str
+    amount: int
+
+
+def list_asset_codes() -> list[str]:
+    return list(db.session.scalars(select(Asset.code).order_by(Asset.code)))
+
+
+def wallet_totals() -> dict[str, int]:
+    """What users hold in total, per asset."""
+    query = (select(Account.asset_code, func.coalesce(func.sum(Account.balance), 0))
+             .where(Account.kind == "wallet").group_by(Account.asset_code))
+    return {asset: int(total) for asset, total in db.session.execute(query)}
+
+
+def _moved():
+    """A transaction's volume in an asset: the sum of its positive legs (legs sum to zero)."""
+    return (select(Transaction.kind, Account.asset_code,
+                   func.count(func.distinct(Transaction.id)), func.sum(Posting.amount))
+            .join(Posting, Posting.transaction_id == Transaction.id)
+            .join(Account, Account.id == Posting.account_id)
+            .where(Posting.amount > 0))
+
+
+def volume_by_kind(since: datetime) -> list[VolumeRow]:
+    query = (_moved().where(Transaction.created_at >= since)
+             .group_by(Transaction.kind, Account.asset_code)
+             .order_by(Account.asset_code, Transaction.kind))
+    return [VolumeRow(kind, asset, count, int(amount)) for kind, asset, count, amount
+            in db.session.execute(query)]
+
+
+def daily_volume(since: datetime, kinds: tuple[str, ...]) -> list[DailyVolume]:
+    """Volume per UTC day and asset of the given kinds since `since`, oldest first."""
+    day = _utc_day(Transaction.created_at)
+    query = (select(day, Account.asset_code, func.sum(Posting.amount))
+             .join(Posting, Posting.transaction_id == Transaction.id)
+             .join(Account, Account.id == Posting.account_id)
+             .where(Posting.amount > 0, Transaction.created_at >= since, Transaction.kind.in_(kinds))
+             .group_by(day, Account.asset_code).order_by(day))
+    return [DailyVolume(_as_date(when), asset, int(amount))
+            for when, asset, amount in db.session.execute(query)]
+
+
+def _utc_day(column):
+    if db.engine.dialect.name == "postgresql":
+        return func.date(func.timezone("UTC", column))
+    return func.date(column)  # SQLite stores UTC text
+
+
+def _as_date(value) -> date:
+    return date.fromisoformat(value) if isinstance(value, str) else value
+
+
+def balance_series(account_id: int, points: int = 60) -> list[tuple[datetime, int]]:
+    """The wallet's balance after each of its last `points` postings, oldest first."""
+    query = (select(Posting.created_at, Posting.balance_after)
+             .where(Posting.account_id == account_id, Posting.balance_after.is_not(None))
+             .order_by(Posting.id.desc()).limit(points))
+    return [(when, balance) for when, balance in reversed(db.session.execute(query).all())]

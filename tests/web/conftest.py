@@ -1,0 +1,79 @@
+"""Dashboard fixtures: operators of each role and test clients logged in as them."""
+import re
+
+import pytest
+
+from wallet_web import operators
+
+PASSWORD = "correct horse battery"
+TOKEN = re.compile(r'name="(?:[a-z]+-)?csrf_token" type="hidden" value="([^"]+)"|"X-CSRFToken": "([^"]+)"')
+
+
+def csrf_token(html: str) -> str:
+    match = TOKEN.search(html)
+    assert match, "no CSRF token on the page"
+    return match.group(1) or match.group(2)
+
+
+class Browser:
+    """A test client that keeps its session and sends the page's CSRF token with forms.
+
+    Each request runs in its own app context, as in a server: the test's pushed context would
+    otherwise share `g` (Flask-Login's current user, flask-wtf's token) between requests.
+    """
+
+    def __init__(self, app):
+        self.app = app
+        self.client = app.test_client()
+        self.token = None
+
+    def request(self, method: str, path: str, **kwargs):
+        with self.app.app_context():
+            return self.client.open(path, method=method, **kwargs)
+
+    def get(self, path: str, **kwargs):
+        response = self.request("GET", path, **kwargs)
+        if response.mimetype == "text/html" and "csrf_token" in response.text:
+            self.token = csrf_token(response.text)
+        return response
+
+    def post(self, path: str, data: dict | None = None, csrf: bool = True, **kwargs):
+        data = dict(data or {})
+        if csrf:
+            if self.token is None:
+                self.get("/login")
+            data.setdefault("csrf_token", self.token)
+        return self.request("POST", path, data=data, **kwargs)
+
+    def htmx(self, method: str, path: str, data: dict | None = None):
+        headers = {"HX-Request": "true"}
+        if method == "GET":
+            return self.get(path, headers=headers)
+        return self.post(path, data, headers=headers)
+
+
+@pytest.fixture
+def make_operator(app):
+    """make_operator(role, username=role) -> the new operator (password PASSWORD)."""
+    def make(role: str, username: str | None = None):
+        return operators.create_operator(username or role, PASSWORD, role)
+    return make
+
+
+@pytest.fixture
+def anonymous(app):
+    return Browser(app)
+
+
+@pytest.fixture
+def login(app, make_operator):
+    """login(role) -> a Browser logged in as a new operator with that role."""
+    def log_in(role: str, username: str | None = None) -> Browser:
+        operator = make_operator(role, username)
+        browser = Browser(app)
+        browser.get("/login")
+        response = browser.post("/login", {"username": operator.username, "password": PASSWORD})
+        assert response.status_code == 302, response.text
+        browser.get("/")
+        return browser
+    return log_in

@@ -1,0 +1,104 @@
+"""Dashboard forms: fields, validators and their messages (CSRF from FlaskForm)."""
+from __future__ import annotations
+
+import uuid
+
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField, Form, SelectChoice, HiddenField, IntegerField, PasswordField, SelectField, StringField,
+)
+from wtforms.fields import DateTimeLocalField
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+from wtforms.widgets import TextInput
+
+from ..ledger import BIGINT_MAX
+from ..models import API_SCOPES, OPERATOR_ROLES, TRANSACTION_KINDS
+
+DATETIME_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"]
+MOVEMENT_KINDS = ("topup", "bonus", "spend")
+MOVEMENT_TITLES = {"topup": "Top up", "bonus": "Bonus", "spend": "Spend"}
+
+
+def new_reference() -> str:
+    """Generated when a form is rendered: posting the same form twice replays, never repeats."""
+    return "web-" + uuid.uuid4().hex
+
+
+class AmountField(IntegerField):
+    """A whole number of the asset's smallest unit; '1,500' and '1 500' are accepted."""
+
+    widget = TextInput()
+
+    def process_formdata(self, valuelist):
+        if valuelist:
+            valuelist = [valuelist[0].replace(",", "").replace(" ", "").replace("_", "")]
+        try:
+            super().process_formdata(valuelist)
+        except ValueError:
+            self.data = None
+            raise ValueError("Enter a whole number, like 1500 (no decimals).") from None
+
+
+class LoginForm(FlaskForm):
+    username = StringField("Username", [DataRequired(), Length(max=64)],
+                           render_kw={"autocomplete": "username", "autofocus": True})
+    password = PasswordField("Password", [DataRequired(), Length(max=256)],
+                             render_kw={"autocomplete": "current-password"})
+
+
+class MovementForm(FlaskForm):
+    asset = SelectField("Asset", [DataRequired()])
+    amount = AmountField("Amount", [InputRequired("Enter an amount."),
+                                    NumberRange(1, BIGINT_MAX, "Enter an amount above zero.")],
+                         render_kw={"inputmode": "numeric", "autocomplete": "off"})
+    reason = StringField("Reason", [DataRequired("Say why (it is recorded)."), Length(max=500)],
+                         render_kw={"autocomplete": "off"})
+    reference_id = HiddenField("Reference", [DataRequired(), Length(max=128)])
+
+    def __init__(self, kind: str, assets: list[str], **kwargs):
+        super().__init__(prefix=kind, **kwargs)
+        self.kind = kind
+        self.asset.choices = [SelectChoice(code) for code in assets]
+        if not self.reference_id.data:
+            self.reference_id.data = new_reference()
+
+
+class ReversalForm(FlaskForm):
+    reason = StringField("Reason", [DataRequired("Say why (it is recorded)."), Length(max=500)])
+    confirm = BooleanField("I confirm this reversal moves the amounts back",
+                           [DataRequired("Tick to confirm the reversal.")])
+    reference_id = HiddenField("Reference", [DataRequired(), Length(max=128)])
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        if not self.reference_id.data:
+            self.reference_id.data = new_reference()
+
+
+class OperatorForm(FlaskForm):
+    username = StringField("Username", [DataRequired(), Length(max=64)],
+                           render_kw={"autocomplete": "off"})
+    password = PasswordField("Password", [DataRequired(), Length(min=10, max=256)],
+                             render_kw={"autocomplete": "new-password"})
+    role = SelectField("Role", choices=[SelectChoice(role) for role in OPERATOR_ROLES])
+
+
+class ApiKeyForm(FlaskForm):
+    name = StringField("Name", [DataRequired(), Length(max=64)], render_kw={"autocomplete": "off"})
+    scope = SelectField("Scope", choices=[SelectChoice(scope) for scope in API_SCOPES])
+
+
+class LedgerFilterForm(Form):
+    """Read from the query string (GET, no CSRF), so a filtered view can be shared."""
+
+    kind = SelectField("Kind", [Optional()], choices=[SelectChoice("", "Any kind")] + [SelectChoice(k) for k in TRANSACTION_KINDS])
+    asset = SelectField("Asset", [Optional()])
+    user_id = IntegerField("User id", [Optional(), NumberRange(1, BIGINT_MAX)],
+                           widget=TextInput(), render_kw={"inputmode": "numeric"})
+    reference_id = StringField("Reference", [Optional(), Length(max=128)])
+    since = DateTimeLocalField("From (UTC)", [Optional()], format=DATETIME_FORMATS)
+    until = DateTimeLocalField("Until (UTC)", [Optional()], format=DATETIME_FORMATS)
+
+    def __init__(self, formdata, assets: list[str]):
+        super().__init__(formdata)
+        self.asset.choices = [SelectChoice("", "Any asset")] + [SelectChoice(code) for code in assets]

@@ -1,0 +1,48 @@
+"""Overview (/): holdings per asset, today's volume, a 30-day chart, the latest transactions."""
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, time, timedelta, timezone
+
+from flask import Blueprint
+
+from .. import queries
+from .charts import daily_bars
+from .permissions import login_required_everywhere
+from .rendering import render
+
+bp = login_required_everywhere(Blueprint("overview", __name__))
+CHART_DAYS = 30
+CHARTED_KINDS = ("topup", "bonus", "spend", "reversal")  # genesis would flatten every bar
+
+
+@bp.route("/")
+def index():
+    now = datetime.now(timezone.utc)
+    midnight = datetime.combine(now.date(), time(), tzinfo=timezone.utc)
+    assets = queries.list_asset_codes()
+    return render(
+        "overview/index.html",
+        assets=assets,
+        holdings=_holdings(assets),
+        today=queries.volume_by_kind(midnight),
+        charts=_charts(assets, midnight, now),
+        latest=queries.list_transactions(queries.TransactionFilters(), limit=10).items,
+    )
+
+
+def _holdings(assets: list[str]) -> list[dict]:
+    """Per asset: what users hold, and each house account's balance (equity is what was issued)."""
+    held = queries.wallet_totals()
+    house: dict[str, dict[str, int]] = defaultdict(dict)
+    for account in queries.house_balances():
+        house[account.asset_code][account.kind] = account.balance
+    return [{"asset": code, "users": held.get(code, 0), **house[code]} for code in assets]
+
+
+def _charts(assets: list[str], midnight: datetime, now: datetime) -> dict:
+    since = midnight - timedelta(days=CHART_DAYS - 1)
+    per_asset: dict[str, dict] = defaultdict(dict)
+    for row in queries.daily_volume(since, CHARTED_KINDS):
+        per_asset[row.asset_code][row.day] = row.amount
+    return {code: daily_bars(per_asset[code], now.date(), CHART_DAYS) for code in assets}

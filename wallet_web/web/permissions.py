@@ -1,0 +1,43 @@
+"""Who may do what on the dashboard: every page needs a login; actions need a role."""
+from __future__ import annotations
+
+import functools
+
+from flask import Blueprint, Response, abort, redirect, request, url_for
+from flask_login import current_user
+
+from .rendering import is_htmx
+
+
+def unauthorized() -> Response:
+    """Flask-Login's handler: to the login page, coming back here afterwards."""
+    target = url_for("auth.login", next=request.full_path.rstrip("?"))
+    if is_htmx():  # an XHR would follow a redirect and swap the login page into a fragment
+        return Response(status=401, headers={"HX-Redirect": target})
+    return redirect(target)
+
+
+def login_required_everywhere(blueprint: Blueprint) -> Blueprint:
+    @blueprint.before_request
+    def require_login():
+        if not current_user.is_authenticated:
+            return unauthorized()
+        return None
+
+    return blueprint
+
+
+def can(role: str) -> bool:
+    return current_user.is_authenticated and current_user.has_role(role)
+
+
+def role_required(role: str):
+    """View decorator: 403 unless the operator has `role` or a higher one."""
+    def decorate(view):
+        @functools.wraps(view)
+        def guarded(*args, **kwargs):
+            if not can(role):
+                abort(403, description=f"This needs the {role} role.")
+            return view(*args, **kwargs)
+        return guarded
+    return decorate
