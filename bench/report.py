@@ -1,0 +1,96 @@
+"""Results as Markdown: the tables that bench/README.md shows between its markers."""
+from __future__ import annotations
+
+import re
+
+from .common import BENCH
+from .targets import evaluate
+
+README = BENCH / "README.md"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def markdown(results: dict) -> str:
+    return "\n".join([_header(results), "", _targets(results), "", _writes(results), "",
+                      _database_limit(results), "", _reads(results), ""])
+
+
+def _header(results: dict) -> str:
+    env = results["environment"]
+    return (f"Run `{results['run_id']}` ({results['mode']}) on {env['cpus']} CPU cores "
+            f"({env['cpu_model']}), {env['memory_gb']} GB, PostgreSQL {env['postgres']}, "
+            f"commit `{env['commit']}`; server: `{env['server']}`. Load average before the run: "
+            f"{env['loadavg_before']}. Everything (load generator, gunicorn, PostgreSQL, and "
+            f"other sessions' tests) shares these cores: see the `other` CPU column.")
+
+
+def _targets(results: dict) -> str:
+    rows = ["| Target | Result | Measured |", "|---|---|---|"]
+    for name, verdict in evaluate(results).items():
+        rows.append(f"| {name} | **{verdict['result']}** | {verdict['measured']} |")
+    return "\n".join(rows)
+
+
+def _writes(results: dict) -> str:
+    rows = ["| Scenario | Clients | req/s | ok/s | p50 ms | p95 ms | p99 ms | errors | refused "
+            "| conserved | CPU s: gunicorn / postgres / loadgen / other (wall s) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    for scenario, levels in results.get("scenarios", {}).items():
+        for clients, level in levels.items():
+            ms, cpu = level["latency_ms"], level["cpu_s"]
+            rows.append(
+                f"| {scenario} | {clients} | {level['requests_per_s']:,.0f} | {level['ok_per_s']:,.0f} "
+                f"| {ms.get('p50')} | {ms.get('p95')} | {ms.get('p99')} | {level['errors']} "
+                f"| {level['refused']} | {'yes' if level['conservation']['ok'] else 'NO'} "
+                f"| {cpu['gunicorn']} / {cpu['postgres']} / {cpu['loadgen']} / {cpu['other']} "
+                f"({cpu['wall']}) |")
+    drain = results.get("drain")
+    if drain:
+        rows.append("")
+        rows.append(f"Drain check: {drain['requests']} concurrent spends of {drain['amount']:,} on "
+                    f"a balance of {drain['balance']:,}: {drain['succeeded']} succeeded, "
+                    f"{drain['refused']} refused, end balance {drain['end']:,} "
+                    f"({'exact' if drain['ok'] else 'WRONG'}).")
+    return "\n".join(rows)
+
+
+def _database_limit(results: dict) -> str:
+    pg = results.get("pgbench")
+    if not pg:
+        return "pgbench: not run."
+    ratio = results.get("http_db_ratio")
+    cpu = pg["cpu_s"]
+    return (f"Database limit (`{pg['command']}`): **{pg['tps']:,.0f} transfers/s**, "
+            f"latency {pg['latency_ms']} ms, {pg['failed']:.0f} failed; CPU s postgres "
+            f"{cpu['postgres']}, pgbench {cpu['pgbench']}, other {cpu['other']} (wall {cpu['wall']}). "
+            f"HTTP/db ratio (hot-treasury ok/s at {ratio['clients']} clients / pgbench tps): "
+            f"**{ratio['ratio']}**." if ratio else "")
+
+
+def _reads(results: dict) -> str:
+    read = results.get("read_side")
+    if not read:
+        return "Read side: not run."
+    rows = [f"Read side with {results['postings_at_read']:,} postings (history filled in "
+            f"{results['fill_seconds']} s; `ledger verify` then took {results['verify_seconds']} s):",
+            "", "| Request | samples | p50 ms | p95 ms | max ms | statuses |", "|---|---:|---:|---:|---:|---|"]
+    figures = {**read, **read.get("dashboard", {})}
+    for name, value in figures.items():
+        if isinstance(value, dict) and "p95_ms" in value:
+            rows.append(f"| {name} | {value['samples']} | {value['p50_ms']} | {value['p95_ms']} "
+                        f"| {value['max_ms']} | {value['statuses']} |")
+    if "skipped" in read.get("dashboard", {}):
+        rows.append(f"| dashboard pages | skipped: {read['dashboard']['skipped']} | | | | |")
+    export = read["csv_export"]
+    rows += ["", f"CSV export of all postings: {export['rows']:,} rows, {export['mb']} MB in "
+                 f"{export['seconds']} s = **{export['rows_per_s']:,} rows/s**; worker RSS "
+                 f"{export['worker_rss_baseline_mb']} MB before, peak growth "
+                 f"**{export['worker_rss_growth_mb']} MB**."]
+    return "\n".join(rows)
+
+
+def update_readme(results: dict) -> None:
+    text = README.read_text()
+    block = f"{START}\n{markdown(results)}{END}"
+    README.write_text(re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text,
+                             flags=re.S))

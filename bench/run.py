@@ -1,0 +1,173 @@
+"""The benchmark suite in one command (see bench/README.md).
+
+    .venv/bin/python bench/run.py                 # full: 1, 8, 32, 64 clients x 15 s, 1M postings
+    .venv/bin/python bench/run.py --quick         # smoke: ~2 minutes
+    .venv/bin/python bench/run.py --scenarios mixed --clients 8,64 --duration 10
+
+It rebuilds the bench database (its schema is dropped), seeds it, starts gunicorn, drives the
+write scenarios from a separate process, checks conservation after each level, measures the
+database's own limit with pgbench, fills the history and measures the read side; then runs
+`ledger verify`, saves bench/results/<timestamp>.json and rewrites the table in bench/README.md.
+Exit status 1 when an exactness check fails (conservation, ledger verify, the drain check);
+performance targets are reported, not enforced.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
+
+from bench import database, fill_history, pgbench, readside, report, scenarios  # noqa: E402
+from bench.common import BENCH, DEFAULT_URL, ROOT, connect  # noqa: E402
+from bench.load import SCENARIOS  # noqa: E402
+from bench.server import Gunicorn  # noqa: E402
+from bench.targets import evaluate  # noqa: E402
+
+OPENING_BALANCE = 1_000_000  # every user's GOLD, so that the mixed scenario's spends are covered
+WHALE_USER = 2  # alice: a tenth of the generated history, for deep per-account pages
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="short smoke run (~2 minutes)")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--clients", help="client levels, e.g. 1,8,32,64")
+    parser.add_argument("--duration", type=float, help="seconds per level")
+    parser.add_argument("--warmup", type=float, help="seconds of warm-up before each level")
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--postings", type=int, help="postings in the ledger for the read side")
+    parser.add_argument("--samples", type=int, help="requests per read-side figure")
+    parser.add_argument("--pgbench-seconds", type=int)
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
+    parser.add_argument("--no-gunicorn-conf", action="store_true",
+                        help="ignore gunicorn.conf.py: -k gthread -w 2 --threads 8")
+    parser.add_argument("--no-readme", action="store_true", help="do not rewrite bench/README.md")
+    args = parser.parse_args(argv)
+    quick = {"clients": "8,64", "duration": 4, "warmup": 1, "postings": 100_000, "samples": 100,
+             "pgbench_seconds": 5}
+    full = {"clients": "1,8,32,64", "duration": 15, "warmup": 3, "postings": 1_000_000,
+            "samples": 300, "pgbench_seconds": 10}
+    for name, value in (quick if args.quick else full).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    args.client_levels = [int(n) for n in args.clients.split(",")]
+    args.scenario_names = [name for name in args.scenarios.split(",") if name]
+    unknown = set(args.scenario_names) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    return args
+
+
+def environment(url: str, server: str) -> dict:
+    with connect(url) as conn:
+        postgres = conn.execute("SHOW server_version").fetchone()[0]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()
+    return {"cpus": psutil.cpu_count(), "cpu_model": _cpu_model(), "postgres": postgres,
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "python": platform.python_version(), "commit": commit + ("+dirty" if dirty else ""),
+            "server": server, "loadavg_before": [round(x, 2) for x in os.getloadavg()]}
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def write_scenarios(bench: scenarios.Bench, args, results: dict) -> None:
+    hot_user, drain_user = bench.users[0], bench.users[-1]
+    for scenario in args.scenario_names:
+        if scenario == "hot-wallet":
+            scenarios.fund(bench, hot_user, scenarios.HOT_WALLET_FUNDING, f"bench-fund-{time.time()}")
+        for clients in args.client_levels:
+            level = scenarios.run_level(bench, scenario, clients, args.duration, args.warmup,
+                                        hot_user if scenario == "hot-wallet" else None)
+            results["scenarios"].setdefault(scenario, {})[str(clients)] = level
+            _progress(f"{scenario} @{clients}: {level['ok_per_s']:,.0f} ok/s, "
+                      f"p99 {level['latency_ms'].get('p99')} ms, {level['errors']} errors, "
+                      f"conserved {level['conservation']['ok']}")
+    if "hot-wallet" in args.scenario_names:
+        results["drain"] = scenarios.drain(bench, drain_user)
+        _progress(f"drain: {results['drain']}")
+
+
+def database_limit(bench: scenarios.Bench, args, results: dict) -> None:
+    results["pgbench"] = pgbench.run(bench.url, bench.server.pid, seconds=args.pgbench_seconds)
+    treasury = results["scenarios"].get("hot-treasury", {})
+    if treasury:
+        clients = max(treasury, key=int)
+        ratio = treasury[clients]["ok_per_s"] / results["pgbench"]["tps"]
+        results["http_db_ratio"] = {"clients": int(clients), "ratio": round(ratio, 2)}
+    _progress(f"pgbench: {results['pgbench']['tps']:,.0f} tps")
+
+
+def read_side(bench: scenarios.Bench, args, results: dict) -> None:
+    started = time.perf_counter()
+    missing = args.postings - database.count_postings(bench.url)
+    fill_history.fill_history(bench.url, max(missing, 0), WHALE_USER)
+    results["fill_seconds"] = round(time.perf_counter() - started, 1)
+    results["postings_at_read"] = database.count_postings(bench.url)
+    started = time.perf_counter()
+    results["verify"]["after_fill"] = database.verify(bench.url)
+    results["verify_seconds"] = round(time.perf_counter() - started, 1)
+    _progress(f"history: {results['postings_at_read']:,} postings, verify "
+              f"{results['verify']['after_fill']['ok']}")
+    results["read_side"] = readside.measure(bench.url, bench.server.base, bench.key, bench.users,
+                                            bench.server.worker_pids(), WHALE_USER, args.samples)
+
+
+def main(argv: list[str]) -> int:
+    args = parse(argv)
+    url = args.database_url
+    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    _progress(f"rebuilding {url.rsplit('/', 1)[-1]} with {args.users:,} users")
+    key = database.rebuild(url, args.users)
+    fill_history.fund_users(url, OPENING_BALANCE)
+    users = database.synthetic_user_ids(url)
+    results = {"run_id": run_id, "mode": "quick" if args.quick else "full", "scenarios": {},
+               "verify": {}, "settings": {k: v for k, v in vars(args).items() if k != "database_url"}}
+    with Gunicorn(url, use_config=not args.no_gunicorn_conf) as server:
+        results["environment"] = environment(url, " ".join(server.command[1:]))
+        results["environment"]["workers"] = len(server.worker_pids())
+        bench = scenarios.open_bench(url, key, server, users)
+        write_scenarios(bench, args, results)
+        database_limit(bench, args, results)
+        results["verify"]["after_writes"] = database.verify(url)
+        _progress(f"ledger verify after writes: {results['verify']['after_writes']['ok']}")
+        read_side(bench, args, results)
+    return finish(results, args)
+
+
+def finish(results: dict, args) -> int:
+    path = BENCH / "results" / f"{results['run_id']}.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(results, indent=1) + "\n")
+    if not args.no_readme:
+        report.update_readme(results)
+    print(report.markdown(results))
+    print(f"saved {path.relative_to(ROOT)}")
+    exact = evaluate(results)["exact: conservation, ledger verify, 64 spends on a balance for 40"]
+    return 0 if exact["result"] == "pass" else 1
+
+
+def _progress(message: str) -> None:
+    print(f"[{datetime.now():%H:%M:%S}] {message}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,77 @@
+"""The benchmark suite's pieces, cheaply: the load generator against a live gunicorn, the
+conservation check (it must catch a movement no request accounts for), the drain check, and
+the SQL history fill keeping every ledger invariant."""
+import pytest
+
+from bench import conservation, database, fill_history, scenarios
+from bench.server import Gunicorn
+from wallet_web import api_keys, audit, ledger
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def bench(app, database_url, make_user):
+    users = [make_user(balance=100_000) for _ in range(3)]
+    key = api_keys.create_key("bench-smoke", "write")[1]
+    with Gunicorn(database_url) as server:
+        yield scenarios.open_bench(database_url, key, server, users)
+
+
+def test_load_run_is_conserved_and_an_unaccounted_movement_is_caught(bench):
+    before = database.gold_balances(bench.url)
+    outcome = scenarios.run_load(bench, "mixed", clients=4, seconds=2)
+    after = database.gold_balances(bench.url)
+
+    summary = outcome["summary"]
+    assert summary["requests"] > 20 and summary["errors"] == 0
+    assert set(summary["statuses"]) <= {"topup:201", "bonus:201", "spend:201", "balance:200"}
+    expected = conservation.expected_moves(outcome["moves"], outcome["unknown"], set())
+    assert conservation.mismatches(before, after, expected) == []
+
+    stray = bench.users[1]
+    ledger.topup(stray, "GOLD", 7, "bench-smoke-stray")  # moved, but by no request of the run
+    found = conservation.mismatches(before, database.gold_balances(bench.url), expected)
+    assert found == [{"user_id": stray, "moved": expected.get(stray, 0) + 7,
+                      "expected": expected.get(stray, 0)}]
+
+
+def test_a_wrong_expected_sum_is_reported():
+    before, after = {1: 100, 2: 50}, {1: 130, 2: 50}
+    assert conservation.mismatches(before, after, {1: 30}) == []
+    assert conservation.mismatches(before, after, {1: 31}) == [
+        {"user_id": 1, "moved": 30, "expected": 31}]
+    assert conservation.mismatches(before, after, {1: 30, 2: -5}) == [
+        {"user_id": 2, "moved": 0, "expected": -5}]
+
+
+def test_lost_answers_count_only_when_the_ledger_holds_them():
+    unknown = [{"reference_id": "a", "user_id": 1, "delta": 5},
+               {"reference_id": "b", "user_id": 1, "delta": 9}]
+    assert conservation.expected_moves({"1": 10}, unknown, {"a"}) == {1: 15}
+
+
+def test_hot_wallet_level_and_drain_are_exact(bench):
+    level = scenarios.run_level(bench, "hot-wallet", clients=4, seconds=1, warmup=0,
+                                hot_user=bench.users[0])
+    assert level["ok"] > 0 and level["conservation"]["ok"]
+    assert level["hot_wallet"]["never_negative"]
+    assert level["hot_wallet"]["end"] == level["hot_wallet"]["start"] - level["ok"]
+
+    drain = scenarios.drain(bench, bench.users[2])
+    assert (drain["succeeded"], drain["refused"], drain["ok"]) == (40, 24, True)
+    assert drain["end"] == drain["balance"] - 40 * drain["amount"] >= 0
+
+
+def test_fill_history_keeps_every_invariant(app, database_url, make_user):
+    [make_user(balance=10) for _ in range(5)]
+    postings_before = database.count_postings(database_url)
+
+    assert fill_history.fund_users(database_url, 1_000) == 7  # alice, bob and the five
+    assert fill_history.fill_history(database_url, 2_000, whale_user=2) == 2_000
+
+    assert database.count_postings(database_url) == postings_before + 2 * 7 + 2_000
+    report = audit.verify()
+    assert report.ok, report.lines()
+    alice_wallet = database.gold_wallet_of(database_url, 2)
+    assert database.lowest_balance_after(database_url, alice_wallet) >= 100
