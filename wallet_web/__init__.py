@@ -26,6 +26,7 @@ def create_app(config: type | dict | None = None) -> Flask:
     _require_secret_key(app)
     _init_extensions(app)
     _register_blueprints(app)
+    _register_operations(app)
     return app
 
 
@@ -61,3 +62,10 @@ def _register_blueprints(app: Flask) -> None:
     cli.register(app)
     api.register(app)
     web.register(app)
+
+
+def _register_operations(app: Flask) -> None:
+    from . import health, observability, resilience
+
+    for module in (health, observability, resilience):
+        module.init_app(app)

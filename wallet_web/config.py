@@ -8,6 +8,7 @@ class Config:
     SQLALCHEMY_ENGINE_OPTIONS = {
         "pool_size": int(os.environ.get("DB_POOL_SIZE", "10")),
         "max_overflow": int(os.environ.get("DB_MAX_OVERFLOW", "5")),
+        "pool_timeout": float(os.environ.get("DB_POOL_TIMEOUT_SECONDS", "10")),
     }
     SQLALCHEMY_TRACK_MODIFICATIONS = False
     MAX_CONTENT_LENGTH = 64 * 1024
@@ -21,6 +22,14 @@ class Config:
     WALLET_ENV = os.environ.get("WALLET_ENV", "development")
     DB_PING_IDLE_SECONDS = float(os.environ.get("DB_PING_IDLE_SECONDS", "5"))
     API_KEY_CACHE_SECONDS = float(os.environ.get("API_KEY_CACHE_SECONDS", "5"))
+    # Operations (wallet_web/resilience.py, observability.py): see docs/operations.md.
+    DB_CONNECT_TIMEOUT_SECONDS = int(os.environ.get("DB_CONNECT_TIMEOUT_SECONDS", "3"))
+    DB_STATEMENT_TIMEOUT_MS = int(os.environ.get("DB_STATEMENT_TIMEOUT_MS", "10000"))
+    DB_LOCK_TIMEOUT_MS = int(os.environ.get("DB_LOCK_TIMEOUT_MS", "3000"))
+    DB_IDLE_IN_TRANSACTION_TIMEOUT_MS = int(
+        os.environ.get("DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", "60000"))
+    LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+    METRICS_TOKEN = os.environ.get("METRICS_TOKEN")  # when set, /metrics needs it as a bearer
 
 
 class TestConfig(Config):

@@ -1,0 +1,50 @@
+"""Fixtures of the operations tests: API keys and a live gunicorn on the seeded test database."""
+import pytest
+
+from tests.ops.support import Gunicorn
+from wallet_web import api_keys
+
+
+@pytest.fixture
+def write_key(app) -> str:
+    return api_keys.create_key("ops-writer", "write")[1]
+
+
+@pytest.fixture
+def bearer(write_key) -> dict:
+    return {"Authorization": f"Bearer {write_key}"}
+
+
+@pytest.fixture
+def gunicorn(app, database_url, tmp_path):
+    """start(**env) -> a running Gunicorn; all are stopped after the test."""
+    servers = []
+
+    def start(**env: str) -> Gunicorn:
+        server = Gunicorn(database_url, tmp_path, **env).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def operator_session(app, client):
+    """A dashboard session of operator `ops-admin`, as Flask-Login keeps it in the cookie."""
+    from wallet_web.extensions import db
+    from wallet_web.models import OPERATOR_ROLES, Operator
+
+    operator = Operator(username="ops-admin", password_hash="not-used", role=OPERATOR_ROLES[-1])
+    db.session.add(operator)
+    db.session.commit()
+    with client.session_transaction() as session:
+        session["_user_id"] = str(operator.id)
+        session["_fresh"] = True
+    return operator

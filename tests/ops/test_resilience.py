@@ -1,0 +1,187 @@
+"""A database that fails or stalls gives a retryable 503 (JSON on the API, a page on the
+dashboard) that changed nothing, and a stuck lock cannot hold a wallet forever."""
+import threading
+import time
+from contextlib import contextmanager
+
+import psycopg
+import pytest
+
+from tests.ops.support import app_with, free_port
+from wallet_web import api_keys
+from wallet_web.extensions import db
+
+
+def plain(url: str) -> str:
+    return url.replace("+psycopg", "")
+
+
+def gold_balance(database_url: str, user_id: int) -> int:
+    with psycopg.connect(plain(database_url)) as conn:
+        return conn.execute("SELECT balance FROM accounts WHERE user_id = %s AND kind = 'wallet' "
+                            "AND asset_code = 'GOLD'", (user_id,)).fetchone()[0]
+
+
+def transactions_with(database_url: str, reference_id: str) -> int:
+    with psycopg.connect(plain(database_url)) as conn:
+        return conn.execute("SELECT count(*) FROM transactions WHERE reference_id = %s",
+                            (reference_id,)).fetchone()[0]
+
+
+@contextmanager
+def wallet_row_locked(database_url: str, user_id: int):
+    """Another session holds the user's GOLD wallet row FOR UPDATE, like a stuck transaction."""
+    with psycopg.connect(plain(database_url)) as holder:
+        holder.execute("SELECT id FROM accounts WHERE user_id = %s AND asset_code = 'GOLD' "
+                       "AND kind = 'wallet' FOR UPDATE", (user_id,))
+        yield
+        holder.rollback()
+
+
+def assert_retryable_json(response, code: str):
+    assert response.status_code == 503
+    assert response.mimetype == "application/json"
+    assert response.json["error"]["code"] == code
+    assert response.json["error"]["message"]
+    assert int(response.headers["Retry-After"]) >= 1
+
+
+@pytest.fixture
+def ops_app(database_url, app):
+    """make(**settings) -> (test client, write-key headers) of an app with those settings."""
+    made = []
+
+    def make(**settings):
+        other = app_with(database_url, **settings)
+        made.append(other)
+        with other.app_context():
+            token = api_keys.create_key("resilience", "write")[1]
+        return other.test_client(), {"Authorization": f"Bearer {token}"}
+
+    yield make
+    for other in made:
+        with other.app_context():
+            db.engine.dispose()
+
+
+def test_the_timeouts_reach_every_database_session(ops_app):
+    client, _ = ops_app(DB_STATEMENT_TIMEOUT_MS=1234, DB_LOCK_TIMEOUT_MS=567)
+    with client.application.app_context(), db.engine.connect() as conn:
+        assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "1234ms"
+        assert conn.exec_driver_sql("SHOW lock_timeout").scalar() == "567ms"
+        assert conn.exec_driver_sql("SHOW idle_in_transaction_session_timeout").scalar() == "1min"
+
+
+def test_a_locked_wallet_gives_503_after_the_lock_timeout_and_changes_nothing(
+        ops_app, database_url):
+    client, headers = ops_app(DB_LOCK_TIMEOUT_MS=300)
+    body = {"user_id": 2, "amount": 5, "reference_id": "locked-topup"}
+    before = gold_balance(database_url, 2)
+    with wallet_row_locked(database_url, 2):
+        started = time.monotonic()
+        response = client.post("/wallet/topup", json=body, headers=headers)
+        waited = time.monotonic() - started
+    assert_retryable_json(response, "database_timeout")
+    assert "lock timeout" in response.json["error"]["message"]
+    assert 0.3 <= waited < 3
+    assert gold_balance(database_url, 2) == before
+    assert transactions_with(database_url, "locked-topup") == 0
+    retried = client.post("/wallet/topup", json=body, headers=headers)
+    assert retried.status_code == 201
+    assert gold_balance(database_url, 2) == before + 5
+
+
+def test_a_statement_timeout_gives_503_and_changes_nothing(ops_app, database_url):
+    client, headers = ops_app(DB_STATEMENT_TIMEOUT_MS=300, DB_LOCK_TIMEOUT_MS=0)
+    body = {"user_id": 2, "amount": 5, "reference_id": "slow-topup"}
+    before = gold_balance(database_url, 2)
+    with wallet_row_locked(database_url, 2):
+        response = client.post("/wallet/topup", json=body, headers=headers)
+    assert_retryable_json(response, "database_timeout")
+    assert "statement timeout" in response.json["error"]["message"]
+    assert gold_balance(database_url, 2) == before
+    assert transactions_with(database_url, "slow-topup") == 0
+
+
+def terminate_other_sessions(database_url: str) -> int:
+    with psycopg.connect(plain(database_url), autocommit=True) as admin:
+        return len(admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchall())
+
+
+def test_a_killed_busy_connection_gives_one_503_then_the_same_request_succeeds(
+        ops_app, database_url):
+    client, headers = ops_app(DB_PING_IDLE_SECONDS=3600,
+                              SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 1, "max_overflow": 0})
+    assert client.get("/wallet/2/balance", headers=headers).status_code == 200
+    before = gold_balance(database_url, 2)
+    assert terminate_other_sessions(database_url) >= 1
+    body = {"user_id": 2, "amount": 9, "reference_id": "after-kill"}
+    assert_retryable_json(client.post("/wallet/topup", json=body, headers=headers),
+                          "database_unavailable")
+    assert client.post("/wallet/topup", json=body, headers=headers).status_code == 201
+    assert client.post("/wallet/topup", json=body, headers=headers).status_code == 200
+    assert gold_balance(database_url, 2) == before + 9
+
+
+@pytest.fixture
+def down_app(ops_app):
+    """An app whose database refuses connections (nothing listens on its port)."""
+    from tests.conftest import _config_dict
+    from wallet_web import create_app
+
+    return create_app({**_config_dict(), "SQLALCHEMY_DATABASE_URI":
+                       f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/down"})
+
+
+def test_the_api_answers_503_json_at_once_while_the_database_is_down(down_app):
+    started = time.monotonic()
+    response = down_app.test_client().get("/wallet/2/balance",
+                                          headers={"Authorization": "Bearer wk_anything"})
+    assert_retryable_json(response, "database_unavailable")
+    assert time.monotonic() - started < 2
+
+
+def test_the_dashboard_shows_a_friendly_page_while_the_database_is_down(down_app):
+    client = down_app.test_client()
+    with client.session_transaction() as session:
+        session["_user_id"] = "1"  # a signed-in operator: loading them needs the database
+    response = client.get("/")
+    assert response.status_code == 503
+    assert response.mimetype == "text/html"
+    assert response.headers["Retry-After"]
+    page = response.get_data(as_text=True)
+    assert "temporarily unavailable" in page
+    assert "Traceback" not in page and "OperationalError" not in page
+
+
+def test_a_bug_is_still_a_500_not_a_503(app):
+    """Only outages and timeouts become 503: a programming error must stay visible."""
+    from sqlalchemy.exc import ProgrammingError
+
+    from wallet_web.resilience import classify
+
+    bug = ProgrammingError("SELECT nope", {}, psycopg.errors.UndefinedTable("no such table"))
+    assert classify(bug) is None
+
+
+def test_concurrent_requests_on_a_locked_wallet_all_fail_fast(ops_app, database_url):
+    """A stuck lock does not pile up waiting threads: each gives up after the lock timeout."""
+    client, headers = ops_app(DB_LOCK_TIMEOUT_MS=300)
+    statuses = []
+
+    def topup(n: int):
+        body = {"user_id": 2, "amount": 1, "reference_id": f"queued-{n}"}
+        statuses.append(client.post("/wallet/topup", json=body, headers=headers).status_code)
+
+    with wallet_row_locked(database_url, 2):
+        started = time.monotonic()
+        threads = [threading.Thread(target=topup, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        elapsed = time.monotonic() - started
+    assert statuses == [503] * 4
+    assert elapsed < 3

@@ -1,0 +1,183 @@
+"""Watching the service: Prometheus metrics at /metrics and one JSON log object per line.
+
+Metrics use prometheus-client's multiprocess mode when PROMETHEUS_MULTIPROC_DIR is set (gunicorn
+workers each write their own files, /metrics sums them) and the process registry otherwise.
+Ledger figures come from the ledger's signals, so the ledger does not know about them.
+This runs on every request: a few dictionary lookups, two metric updates and one log line.
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import re
+import sys
+import time
+
+from flask import Blueprint, Flask, Response, abort, current_app, g, has_request_context, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from sqlalchemy import event
+
+from . import errors, ledger
+from .extensions import csrf, db
+from .jsonlog import JsonFormatter
+
+REQUEST_ID_HEADER = "X-Request-ID"
+SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+LOGGER_ROOT = "wallet_web"  # the app's logger: Flask logs unhandled exceptions there
+access_log = logging.getLogger(f"{LOGGER_ROOT}.access")
+
+LATENCY_BUCKETS = (.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10)
+LOCK_BUCKETS = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5)
+HTTP_LABELS = ("route", "method", "status")
+
+REQUESTS = Counter("wallet_http_requests", "HTTP requests by route, method and status",
+                   HTTP_LABELS)
+LATENCY = Histogram("wallet_http_request_duration_seconds",
+                    "Time to build the response, by route, method and status", HTTP_LABELS,
+                    buckets=LATENCY_BUCKETS)
+TRANSACTIONS = Counter("wallet_ledger_transactions", "Posted ledger transactions",
+                       ("kind", "asset"))
+REPLAYS = Counter("wallet_ledger_idempotent_replays",
+                  "Requests answered with the stored transaction of their reference_id", ("kind",))
+REFUSALS = Counter("wallet_ledger_refusals", "Ledger requests refused, by error code",
+                   ("kind", "code"))
+INSUFFICIENT_FUNDS = Counter("wallet_ledger_insufficient_funds",
+                             "Debits refused for insufficient funds", ("kind", "asset"))
+LOCK_WAIT = Histogram("wallet_ledger_lock_wait_seconds",
+                      "Time of the locking write step (wallet row locks held or awaited)",
+                      ("kind",), buckets=LOCK_BUCKETS)
+POOL_CHECKED_OUT = Gauge("wallet_db_pool_checked_out_connections",
+                         "Database connections in use (summed over live workers)",
+                         multiprocess_mode="livesum")
+
+metrics_bp = Blueprint("metrics", __name__)
+
+
+# ---------------------------------------------------------------- /metrics
+
+
+@metrics_bp.get("/metrics")
+def metrics():
+    token = current_app.config.get("METRICS_TOKEN")
+    if token and not hmac.compare_digest(request.headers.get("Authorization", ""),
+                                         f"Bearer {token}"):
+        abort(401)
+    return Response(generate_latest(_registry()), mimetype=CONTENT_TYPE_LATEST)
+
+
+def _registry():
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
+
+
+# ---------------------------------------------------------------- the request path
+
+
+def start_request() -> None:
+    g.started = time.perf_counter()
+    offered = request.headers.get(REQUEST_ID_HEADER, "")
+    g.request_id = offered if SAFE_REQUEST_ID.fullmatch(offered) else os.urandom(8).hex()
+
+
+def finish_request(response: Response) -> Response:
+    started = g.get("started")
+    if started is None:  # a request that failed before start_request ran
+        return response
+    seconds = time.perf_counter() - started
+    rule = request.url_rule
+    labels = (rule.rule if rule is not None else "unmatched", request.method,
+              str(response.status_code))
+    REQUESTS.labels(*labels).inc()
+    LATENCY.labels(*labels).observe(seconds)
+    response.headers[REQUEST_ID_HEADER] = g.request_id
+    if access_log.isEnabledFor(logging.INFO):
+        access_log.info("request", extra={"fields": _request_fields(response, seconds)})
+    return response
+
+
+def _request_fields(response: Response, seconds: float) -> dict:
+    """What one request did, by whom: names and ids only, never a key, token or password."""
+    fields = {"method": request.method, "path": request.path, "status": response.status_code,
+              "duration_ms": round(seconds * 1000, 2)}
+    caller = g.get("api_key")
+    if caller is not None:
+        fields.update(api_key=caller.name, api_key_id=caller.id)
+    operator = getattr(g.get("_login_user"), "username", None)  # Flask-Login's loaded user
+    if operator is not None:
+        fields["operator"] = operator
+    if "transaction_id" in g:
+        fields.update(transaction_id=g.transaction_id, replayed=g.replayed)
+    return fields
+
+
+# ---------------------------------------------------------------- ledger signals
+
+
+def on_posted(kind: str, receipt: ledger.Receipt, asset: str | None) -> None:
+    if receipt.replayed:
+        REPLAYS.labels(kind).inc()
+    else:
+        TRANSACTIONS.labels(kind, asset or "multi").inc()
+    if has_request_context():
+        g.transaction_id, g.replayed = receipt.id, receipt.replayed
+
+
+def on_refused(kind: str, error: errors.LedgerError, asset: str | None) -> None:
+    REFUSALS.labels(kind, error.code).inc()
+    if isinstance(error, errors.InsufficientFunds):
+        INSUFFICIENT_FUNDS.labels(kind, asset or "multi").inc()
+
+
+def on_locked(kind: str, seconds: float) -> None:
+    LOCK_WAIT.labels(kind).observe(seconds)
+
+
+def watch_pool(engine) -> None:
+    @event.listens_for(engine, "checkout")
+    def checked_out(*_):
+        POOL_CHECKED_OUT.inc()
+
+    @event.listens_for(engine, "checkin")
+    def checked_in(*_):
+        POOL_CHECKED_OUT.dec()
+
+
+# ---------------------------------------------------------------- logs
+
+
+def configure_logging(level: str) -> None:
+    """JSON lines on stderr for the app's loggers; set up once per process."""
+    logger = logging.getLogger(LOGGER_ROOT)
+    logger.setLevel(level.upper())
+    if any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    logger.addHandler(handler)  # before Flask's first app.logger: it then adds no handler
+    logger.propagate = False
+
+
+def init_app(app: Flask) -> None:
+    configure_logging(app.config.get("LOG_LEVEL", "INFO"))
+    app.before_request_funcs.setdefault(None, []).insert(0, start_request)  # before any abort
+    app.after_request(finish_request)
+    csrf.exempt(metrics_bp)
+    app.register_blueprint(metrics_bp)
+    with app.app_context():
+        watch_pool(db.engine)
+    ledger.transaction_posted.connect(on_posted)
+    ledger.transaction_refused.connect(on_refused)
+    ledger.wallets_locked.connect(on_locked)
