@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import psycopg
+from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -17,6 +18,10 @@ DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/bench"
 def libpq_url(url: str) -> str:
     """The SQLAlchemy URL without its driver, for psycopg, psql and pgbench."""
     return url.replace("+psycopg", "")
+
+
+def database_name(url: str) -> str:
+    return make_url(url).database
 
 
 def connect(url: str, autocommit: bool = True) -> psycopg.Connection:

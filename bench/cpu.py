@@ -1,6 +1,7 @@
 """CPU seconds used by each process group while a measurement runs (all share 2 cores)."""
 from __future__ import annotations
 
+import re
 import resource
 import threading
 import time
@@ -23,8 +24,21 @@ def _group_times(pids: list[int]) -> dict[int, float]:
     return found
 
 
-def postgres_pids() -> list[int]:
-    return [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] in ("postgres", "postmaster")]
+# A backend's title: "postgres: [cluster: ]user database host(port) state".
+BACKEND = re.compile(r"^postgres: (?:\S+: )?\S+ (\S+) (?:\S+\(\d+\)|\[local\])")
+
+
+def postgres_pids(database: str | None = None) -> list[int]:
+    """The server's processes and the backends of `database` (all backends when None): the
+    backends of other databases serve other sessions' tests on this shared box."""
+    pids = []
+    for process in psutil.process_iter(["name", "cmdline"]):
+        if process.info["name"] not in ("postgres", "postmaster"):
+            continue
+        backend = BACKEND.match(" ".join(process.info["cmdline"] or []))
+        if database is None or backend is None or backend.group(1) == database:
+            pids.append(process.pid)
+    return pids
 
 
 def machine_busy() -> float:
@@ -34,7 +48,8 @@ def machine_busy() -> float:
 
 
 class CpuMeter:
-    """CPU seconds of gunicorn (master and workers) and PostgreSQL from start to stop.
+    """CPU seconds of gunicorn (master and workers) and PostgreSQL (the server processes and the
+    backends of `database`) from start to stop.
 
     Processes are sampled every SAMPLE_SECONDS, so a process that ends in between (a pgbench
     backend) keeps the CPU it was last seen with. `other` is what the rest of the machine used
@@ -42,8 +57,8 @@ class CpuMeter:
 
     SAMPLE_SECONDS = 0.25
 
-    def __init__(self, gunicorn_pid: int):
-        self.gunicorn_pid = gunicorn_pid
+    def __init__(self, gunicorn_pid: int, database: str | None = None):
+        self.gunicorn_pid, self.database = gunicorn_pid, database
         self.stopped = threading.Event()
 
     def _groups(self) -> dict[str, list[int]]:
@@ -51,7 +66,7 @@ class CpuMeter:
             children = [c.pid for c in psutil.Process(self.gunicorn_pid).children(recursive=True)]
         except psutil.Error:
             children = []
-        return {"gunicorn": [self.gunicorn_pid, *children], "postgres": postgres_pids()}
+        return {"gunicorn": [self.gunicorn_pid, *children], "postgres": postgres_pids(self.database)}
 
     def _sample(self) -> None:
         for name, pids in self._groups().items():

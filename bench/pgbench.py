@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 import subprocess
 
-from .common import BENCH, connect, libpq_url
+from .common import BENCH, connect, database_name, libpq_url
 from .cpu import CpuMeter, children_cpu
 
 WALLETS = """
@@ -34,7 +34,7 @@ def run(url: str, gunicorn_pid: int, clients: int = 8, threads: int = 2, seconds
                "-c", str(clients), "-j", str(threads), "-T", str(seconds),
                "-D", f"users={users}", "-D", f"treasury={treasury}", libpq_url(url)]
     children_before = children_cpu()
-    with CpuMeter(gunicorn_pid) as meter:
+    with CpuMeter(gunicorn_pid, database_name(url)) as meter:
         done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
     client_cpu = children_cpu() - children_before
     if done.returncode != 0:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from . import conservation, database, load
-from .common import BIN, BENCH, ROOT
+from .common import BIN, BENCH, ROOT, database_name
 from .cpu import CpuMeter
 from .server import Gunicorn
 
@@ -55,7 +55,7 @@ def run_level(bench: Bench, scenario: str, clients: int, seconds: float, warmup:
               hot_user: int | None = None) -> dict:
     before = database.gold_balances(bench.url)
     outcomes = [run_load(bench, scenario, clients, warmup, hot_user)] if warmup > 0 else []
-    with CpuMeter(bench.server.pid) as meter:
+    with CpuMeter(bench.server.pid, database_name(bench.url)) as meter:
         measured = run_load(bench, scenario, clients, seconds, hot_user)
     after = database.gold_balances(bench.url)
     outcomes.append(measured)
