@@ -33,7 +33,7 @@ HISTORY = f"""
     picked AS (
         SELECT n, CASE WHEN n %% {WHALE_EVERY} = 0 THEN %(whale)s
                        ELSE ids[1 + (n * 7919) %% cardinality(ids)] END AS wallet_id
-        FROM wallets, generate_series(0, %(count)s - 1) AS n),
+        FROM wallets, generate_series(0::bigint, %(count)s - 1) AS n),
     ordinal AS (SELECT n, wallet_id, row_number() OVER (PARTITION BY wallet_id ORDER BY n) AS r
                 FROM picked)
     SELECT n, wallet_id,

@@ -141,22 +141,32 @@ def main(argv: list[str]) -> int:
     users = database.synthetic_user_ids(url)
     results = {"run_id": run_id, "mode": "quick" if args.quick else "full", "scenarios": {},
                "verify": {}, "settings": {k: v for k, v in vars(args).items() if k != "database_url"}}
-    with Gunicorn(url, use_config=not args.no_gunicorn_conf) as server:
-        results["environment"] = environment(url, " ".join(server.command[1:]))
-        results["environment"]["workers"] = len(server.worker_pids())
-        bench = scenarios.open_bench(url, key, server, users)
-        write_scenarios(bench, args, results)
-        database_limit(bench, args, results)
-        results["verify"]["after_writes"] = database.verify(url)
-        _progress(f"ledger verify after writes: {results['verify']['after_writes']['ok']}")
-        read_side(bench, args, results)
+    try:
+        with Gunicorn(url, use_config=not args.no_gunicorn_conf) as server:
+            results["environment"] = environment(url, " ".join(server.command[1:]))
+            results["environment"]["workers"] = len(server.worker_pids())
+            bench = scenarios.open_bench(url, key, server, users)
+            write_scenarios(bench, args, results)
+            database_limit(bench, args, results)
+            results["verify"]["after_writes"] = database.verify(url)
+            _progress(f"ledger verify after writes: {results['verify']['after_writes']['ok']}")
+            read_side(bench, args, results)
+    except BaseException as error:  # keep what was measured, then fail loudly
+        results["aborted"] = repr(error)
+        save(results)
+        raise
     return finish(results, args)
 
 
-def finish(results: dict, args) -> int:
+def save(results: dict) -> Path:
     path = BENCH / "results" / f"{results['run_id']}.json"
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(results, indent=1) + "\n")
+    return path
+
+
+def finish(results: dict, args) -> int:
+    path = save(results)
     if not args.no_readme:
         report.update_readme(results)
     print(report.markdown(results))
