@@ -29,7 +29,7 @@ class Browser:
 
     def request(self, method: str, path: str, **kwargs):
         with self.app.app_context():
-            return self.client.open(path, method=method, **kwargs)
+            return self.client.open(path, method=method, buffered=True, **kwargs)
 
     def get(self, path: str, **kwargs):
         response = self.request("GET", path, **kwargs)

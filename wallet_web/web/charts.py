@@ -39,9 +39,11 @@ def daily_bars(amounts: dict[date, int], last_day: date, days: int = 30,
 
 
 def sparkline(values: list[int], width: int = 160, height: int = 32) -> str:
-    """SVG polyline points for the values, scaled to the box ('' for fewer than two)."""
-    if len(values) < 2:
+    """SVG polyline points for the values, scaled to the box ('' without values)."""
+    if not values:
         return ""
+    if len(values) == 1:
+        values = values * 2  # one posting: a flat line at that balance
     low, high = min(values), max(values)
     span = (high - low) or 1
     step = width / (len(values) - 1)

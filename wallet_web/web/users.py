@@ -14,6 +14,7 @@ from .rendering import is_htmx, render
 
 bp = login_required_everywhere(Blueprint("users", __name__, url_prefix="/users"))
 HISTORY_PAGE = 20
+DEFAULT_ASSET = "GOLD"  # the forms and the history open on it when the user has that wallet
 FLOWS = {"topup": ledger.topup, "bonus": ledger.bonus, "spend": ledger.spend}
 
 
@@ -85,7 +86,8 @@ def _balances(user_id: int) -> list[dict]:
 
 def _history_context(user_id: int, asset: str | None, cursor: str | None) -> dict:
     wallets = {a.asset_code: a for a in queries.user_balances(user_id) if a.kind == "wallet"}
-    asset = asset if asset in wallets else ("GOLD" if "GOLD" in wallets else next(iter(wallets), None))
+    if asset not in wallets:
+        asset = DEFAULT_ASSET if DEFAULT_ASSET in wallets else next(iter(wallets), None)
     if asset is None:
         return {"history_asset": None, "wallets": wallets, "history": None, "cursor": None}
     page = queries.account_postings(wallets[asset].id, cursor, HISTORY_PAGE)
@@ -96,7 +98,7 @@ def _movement_forms(bound: MovementForm | None, asset: str | None = None) -> dic
     if not can("operator"):
         return {}
     assets = queries.list_asset_codes()
-    forms = {kind: MovementForm(kind, assets, formdata=None, data={"asset": asset})
+    forms = {kind: MovementForm(kind, assets, formdata=None, data={"asset": asset or DEFAULT_ASSET})
              for kind in MOVEMENT_KINDS}
     if bound is not None:
         forms[bound.kind] = bound
