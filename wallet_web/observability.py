@@ -36,6 +36,10 @@ SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 LOGGER_ROOT = "wallet_web"  # the app's logger: Flask logs unhandled exceptions there
 access_log = logging.getLogger(f"{LOGGER_ROOT}.access")
 
+MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if MULTIPROCESS_DIR:  # also in CLI processes (db upgrade, seed.py) that run before gunicorn
+    os.makedirs(MULTIPROCESS_DIR, exist_ok=True)
+
 LATENCY_BUCKETS = (.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10)
 LOCK_BUCKETS = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5)
 HTTP_LABELS = ("route", "method", "status")
@@ -76,7 +80,7 @@ def metrics():
 
 
 def _registry():
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if not MULTIPROCESS_DIR:
         return REGISTRY
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)

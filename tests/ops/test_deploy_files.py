@@ -1,0 +1,124 @@
+"""Static checks of what deploys the service (no Docker engine runs here): the compose file
+parsed, the Dockerfile linted by hadolint and held to its key properties, the gunicorn
+defaults, and every setting documented."""
+import re
+import runpy
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.ops.support import BIN
+from wallet_web import ROOT_DIR
+
+ROOT = Path(ROOT_DIR)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def dockerfile() -> str:
+    return (ROOT / "Dockerfile").read_text()
+
+
+def test_compose_runs_postgres_16_with_a_healthcheck_and_a_named_volume(compose):
+    db = compose["services"]["db"]
+    assert re.fullmatch(r"postgres:16\.\d+(-\w+)?", db["image"])
+    assert "pg_isready" in " ".join(db["healthcheck"]["test"])
+    volume, _, mount = db["volumes"][0].partition(":")
+    assert mount == "/var/lib/postgresql/data" and volume in compose["volumes"]
+
+
+def test_compose_starts_the_app_after_a_healthy_database_with_secrets_from_env(compose):
+    app = compose["services"]["app"]
+    assert app["depends_on"]["db"]["condition"] == "service_healthy"
+    assert app["env_file"] == ".env"
+    assert app["ports"] == ["${APP_PORT:-8000}:8000"]
+    assert "@db:5432/" in app["environment"]["DATABASE_URL"]
+    assert app["environment"]["WALLET_ENV"] == "production"
+    assert "/readyz" in " ".join(app["healthcheck"]["test"])
+    password = compose["services"]["db"]["environment"]["POSTGRES_PASSWORD"]
+    assert password.startswith("${POSTGRES_PASSWORD")
+
+
+def test_every_compose_variable_is_in_env_example(compose):
+    example = (ROOT / ".env.example").read_text()
+    defined = set(re.findall(r"^([A-Z_]+)=", example, re.M))
+    used = set(re.findall(r"\$\{([A-Z_]+)", (ROOT / "docker-compose.yml").read_text()))
+    assert used - {"APP_PORT"} <= defined
+    assert ".env" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_hadolint_finds_nothing_in_the_dockerfile():
+    result = subprocess.run([str(BIN / "hadolint"), "--no-color", "Dockerfile"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_dockerfile_pins_its_bases_runs_as_non_root_and_downloads_no_scripts(dockerfile):
+    bases = re.findall(r"^FROM (\S+)", dockerfile, re.M)
+    assert len(bases) == 2 and bases[0].startswith("node:") and bases[1].startswith("python:3.11")
+    assert all(re.search(r":\d+\.\d+\.\d+", base) for base in bases), "versions, not latest"
+    final_stage = dockerfile.split("FROM ")[-1]
+    user = re.findall(r"^USER (\S+)", final_stage, re.M)
+    assert user and user[-1].split(":")[0] not in ("root", "0")
+    assert not re.search(r"(curl|wget)[^\n]*\|\s*(ba)?sh", dockerfile)
+    assert "npm ci" in dockerfile and "pip install --no-cache-dir -r requirements.txt" in dockerfile
+    assert "COPY --from=assets /build/vendor static/vendor" in dockerfile
+    assert 'ENTRYPOINT ["bin/entrypoint"]' in dockerfile
+
+
+def test_the_build_context_leaves_out_secrets_and_local_state():
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".env", ".git", ".venv", "node_modules"} <= set(ignored)
+
+
+def test_runtime_requirements_are_pinned():
+    lines = [line.split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text()
+             .splitlines()]
+    assert all(re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[\w.]+", line) for line in lines if line)
+
+
+def test_the_entrypoint_is_executable_valid_bash_and_execs_gunicorn():
+    script = ROOT / "bin" / "entrypoint"
+    assert script.stat().st_mode & 0o111
+    subprocess.run(["bash", "-n", str(script)], check=True, timeout=10)
+    assert script.read_text().rstrip().endswith("exec gunicorn wsgi:app -c gunicorn.conf.py")
+
+
+def load_gunicorn_conf(monkeypatch, **env) -> dict:
+    for name in ("GUNICORN_WORKERS", "GUNICORN_THREADS", "GUNICORN_WORKER_CLASS", "PORT",
+                 "GUNICORN_BIND", "GUNICORN_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/tmp/ops-conf-check")
+    return runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+
+
+def test_gunicorn_defaults_suit_a_two_core_box(monkeypatch):
+    conf = load_gunicorn_conf(monkeypatch)
+    assert (conf["worker_class"], conf["workers"], conf["threads"]) == ("gthread", 2, 8)
+    assert conf["bind"] == "0.0.0.0:8000"
+    assert conf["graceful_timeout"] >= 10 and conf["timeout"] >= 10 and conf["keepalive"] > 0
+    assert callable(conf["child_exit"]) and callable(conf["on_starting"])
+
+
+def test_gunicorn_settings_come_from_the_environment(monkeypatch):
+    conf = load_gunicorn_conf(monkeypatch, GUNICORN_WORKERS="3", GUNICORN_THREADS="4",
+                              GUNICORN_WORKER_CLASS="sync", PORT="9000")
+    assert (conf["worker_class"], conf["workers"], conf["threads"]) == ("sync", 3, 4)
+    assert conf["bind"] == "0.0.0.0:9000"
+
+
+def test_every_setting_read_from_the_environment_is_documented():
+    sources = [ROOT / "wallet_web" / "config.py", ROOT / "gunicorn.conf.py"]
+    names = {name for path in sources
+             for name in re.findall(r"""environ\.get\(\s*["']([A-Z_]+)""", path.read_text())}
+    names |= set(re.findall(r"_env_int\(\"([A-Z_]+)\"", (ROOT / "gunicorn.conf.py").read_text()))
+    docs = (ROOT / "docs" / "operations.md").read_text()
+    assert names and not {name for name in names if f"`{name}`" not in docs}

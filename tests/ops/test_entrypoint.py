@@ -1,0 +1,89 @@
+"""bin/entrypoint, the container's entrypoint, run as is against the local PostgreSQL:
+wait for the database -> migrate -> seed -> exec gunicorn."""
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.conftest import PG_URL
+from tests.ops.support import BIN, call, free_port, wait_until_ready
+from wallet_web import ROOT_DIR
+
+ENTRYPOINT = Path(ROOT_DIR) / "bin" / "entrypoint"
+DATABASE = "ops_entrypoint"
+ADMIN_URL = PG_URL.replace("+psycopg", "").rsplit("/", 1)[0] + "/postgres"
+
+
+def admin(statement: str) -> None:
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(statement)
+
+
+@pytest.fixture
+def no_database():
+    admin(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+    yield
+    admin(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+
+
+def entrypoint_env(tmp_path, port: int, **overrides) -> dict:
+    database_url = PG_URL.rsplit("/", 1)[0] + f"/{DATABASE}"
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DATABASE_URL": database_url,
+           "WALLET_ENV": "production", "SECRET_KEY": "entrypoint-test-secret",
+           "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": "1",
+           "GUNICORN_THREADS": "2", "DB_WAIT_SECONDS": "30",
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
+    env.pop("TEST_DATABASE_URL", None)
+    return {**env, **overrides}
+
+
+def test_the_entrypoint_waits_for_the_database_then_migrates_seeds_and_serves(
+        no_database, tmp_path):
+    port = free_port()
+    log_path = tmp_path / "entrypoint.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([str(ENTRYPOINT)], env=entrypoint_env(tmp_path, port),
+                                   stdout=log, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(2)
+        assert process.poll() is None, log_path.read_text()
+        assert "waiting for the database" in log_path.read_text()
+        admin(f'CREATE DATABASE "{DATABASE}"')  # the database comes up late
+        base = f"http://127.0.0.1:{port}"
+        wait_until_ready(base, process, log_path, seconds=60)
+        ready = call(f"{base}/readyz")
+        assert (ready.status, ready.json()["status"]) == (200, "ready")
+        assert call(f"{base}/wallet/2/balance").status == 401
+    finally:
+        process.send_signal(signal.SIGTERM)  # gunicorn itself: the script exec'd it
+        assert process.wait(timeout=40) == 0
+    output = log_path.read_text()
+    assert output.index("applying migrations") < output.index("seeding") < output.index(
+        "starting gunicorn")
+    assert "wk_" not in output, "no API key is printed in production"
+    with psycopg.connect(PG_URL.replace("+psycopg", "").rsplit("/", 1)[0] + f"/{DATABASE}") as conn:
+        assert conn.execute("SELECT username FROM users WHERE id = 2").fetchone() == ("alice",)
+
+
+def test_the_entrypoint_gives_up_when_the_database_never_comes(tmp_path):
+    env = entrypoint_env(tmp_path, free_port(), DB_WAIT_SECONDS="1",
+                         DATABASE_URL=f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/x")
+    started = time.monotonic()
+    result = subprocess.run([str(ENTRYPOINT)], env=env, capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode != 0
+    assert "database not reachable" in result.stderr
+    assert time.monotonic() - started < 10
+
+
+def test_the_entrypoint_needs_a_database_url(tmp_path):
+    env = entrypoint_env(tmp_path, free_port())
+    del env["DATABASE_URL"]
+    result = subprocess.run([str(ENTRYPOINT)], env=env, capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode != 0
+    assert "DATABASE_URL must be set" in result.stderr
