@@ -104,12 +104,25 @@ def finish_request(response: Response) -> Response:
     rule = request.url_rule
     labels = (rule.rule if rule is not None else "unmatched", request.method,
               str(response.status_code))
-    REQUESTS.labels(*labels).inc()
-    LATENCY.labels(*labels).observe(seconds)
+    count, latency = _request_metrics(labels)
+    count.inc()
+    latency.observe(seconds)
     response.headers[REQUEST_ID_HEADER] = g.request_id
     if access_log.isEnabledFor(logging.INFO):
         access_log.info("request", extra={"fields": _request_fields(response, seconds)})
     return response
+
+
+_children: dict[tuple, tuple] = {}
+
+
+def _request_metrics(labels: tuple) -> tuple:
+    """The labelled counter and histogram of one route/method/status, looked up once: labels()
+    validates its arguments on every call, and this runs on every request."""
+    children = _children.get(labels)
+    if children is None:
+        children = _children[labels] = (REQUESTS.labels(*labels), LATENCY.labels(*labels))
+    return children
 
 
 def _request_fields(response: Response, seconds: float) -> dict:

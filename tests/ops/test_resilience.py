@@ -156,14 +156,31 @@ def test_the_dashboard_shows_a_friendly_page_while_the_database_is_down(down_app
     assert "Traceback" not in page and "OperationalError" not in page
 
 
-def test_a_bug_is_still_a_500_not_a_503(app):
-    """Only outages and timeouts become 503: a programming error must stay visible."""
+@pytest.fixture
+def schemaless_url(database_url):
+    """A reachable database without the wallet's tables: queries fail as a bug would."""
+    admin_url = plain(database_url).rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute('DROP DATABASE IF EXISTS "ops_schemaless" WITH (FORCE)')
+        conn.execute('CREATE DATABASE "ops_schemaless"')
+    yield database_url.rsplit("/", 1)[0] + "/ops_schemaless"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute('DROP DATABASE IF EXISTS "ops_schemaless" WITH (FORCE)')
+
+
+def test_a_failing_query_that_is_not_an_outage_stays_a_500(schemaless_url):
+    """Only outages and timeouts become a retryable 503: a programming error must not."""
     from sqlalchemy.exc import ProgrammingError
 
-    from wallet_web.resilience import classify
-
-    bug = ProgrammingError("SELECT nope", {}, psycopg.errors.UndefinedTable("no such table"))
-    assert classify(bug) is None
+    app = app_with(schemaless_url, PROPAGATE_EXCEPTIONS=False)
+    response = app.test_client().get("/wallet/2/balance",
+                                      headers={"Authorization": "Bearer wk_anything"})
+    assert response.status_code == 500
+    with app.app_context():
+        db.engine.dispose()
+    with pytest.raises(ProgrammingError):  # and with propagation on, it is the original error
+        app_with(schemaless_url).test_client().get(
+            "/wallet/2/balance", headers={"Authorization": "Bearer wk_anything"})
 
 
 def test_concurrent_requests_on_a_locked_wallet_all_fail_fast(ops_app, database_url):
