@@ -1,8 +1,13 @@
 """PostgreSQL restarted under load (a private cluster): while it is down the API answers 503
 JSON at once, and afterwards the same workers recover by themselves; every retried request
 took effect exactly once."""
+import http.cookiejar
+import re
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 
 import psycopg
 import pytest
@@ -13,7 +18,7 @@ from tests.conftest import build_app, ensure_database
 from tests.ops.private_pg import PrivateCluster
 from tests.ops.support import Gunicorn, call
 from tests.ops.test_gunicorn import TRANSIENT, ledger_verify, wallet_and_references
-from wallet_web import api_keys
+from wallet_web import api_keys, operators
 from wallet_web.extensions import db
 
 
@@ -32,8 +37,37 @@ def prepared_database(url: str) -> str:
         upgrade()
         seed.seed_demo()
         token = api_keys.create_key("restart-load", "write")[1]
+        operators.create_operator("oncall", OPERATOR_PASSWORD, "viewer")
         db.engine.dispose()
     return token
+
+
+OPERATOR_PASSWORD = "restart-test-password"
+
+
+class Dashboard:
+    """A browser-like client: a cookie jar, the login form with its CSRF token."""
+
+    def __init__(self, base: str):
+        self.base = base
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+
+    def get(self, path: str) -> tuple[int, str, str]:
+        try:
+            with self.opener.open(self.base + path, timeout=10) as response:
+                return response.status, response.headers["Content-Type"], response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.headers["Content-Type"], error.read().decode()
+
+    def log_in(self, username: str, password: str) -> None:
+        _, _, page = self.get("/login")
+        tag = re.search(r'<input[^>]*name="csrf_token"[^>]*>', page).group(0)
+        token = re.search(r'value="([^"]+)"', tag).group(1)
+        form = urllib.parse.urlencode({"csrf_token": token, "username": username,
+                                       "password": password}).encode()
+        with self.opener.open(self.base + "/login", data=form, timeout=10) as response:
+            assert response.url.rstrip("/") == self.base, "redirected to the overview"
 
 
 class Load:
@@ -103,6 +137,8 @@ def test_a_database_restart_under_load_gives_503s_then_recovers_without_a_restar
     try:
         workers = server.worker_pids()
         balance_before, _, _ = wallet_and_references(url, "restart-")
+        dashboard = Dashboard(server.base)
+        dashboard.log_in("oncall", OPERATOR_PASSWORD)
         with Load(server.base, token) as load:
             wait_for_success(load, time.monotonic())
             time.sleep(1)
@@ -110,6 +146,9 @@ def test_a_database_restart_under_load_gives_503s_then_recovers_without_a_restar
             down_since = time.monotonic()
             time.sleep(3)
             assert call(f"{server.base}/readyz").status == 503
+            status, content_type, page = dashboard.get("/")
+            assert (status, content_type.split(";")[0]) == (503, "text/html")
+            assert "temporarily unavailable" in page and "Traceback" not in page
             restarting = time.monotonic()
             cluster.start()
             up_since = time.monotonic()
@@ -125,6 +164,7 @@ def test_a_database_restart_under_load_gives_503s_then_recovers_without_a_restar
         assert recovered_at - up_since < 10
         assert server.worker_pids() == workers, "recovered without restarting a worker"
         assert call(f"{server.base}/readyz").status == 200
+        assert dashboard.get("/")[0] == 200, "the operator's session survived the outage"
     finally:
         server.stop()
     balance_after, count, distinct = wallet_and_references(url, "restart-")
