@@ -34,11 +34,12 @@ def live_server(app):
     thread.join(timeout=10)
 
 
-@pytest.fixture
-def page(chromium, live_server):
-    """A fresh browser context at 1280 px; fails the test on any console error (CSP included)."""
+@pytest.fixture(params=[True], ids=["js"])
+def page(request, chromium, live_server):
+    """A fresh browser context at 1280 px; records console errors (CSP violations included).
+    Parametrize indirectly with False for a browser without JavaScript."""
     context = chromium.new_context(base_url=live_server, viewport={"width": 1280, "height": 900},
-                                   accept_downloads=True)
+                                   accept_downloads=True, java_script_enabled=request.param)
     context.set_default_timeout(10_000)
     tab = context.new_page()
     problems = []

@@ -1,6 +1,7 @@
 """The dashboard in a real browser: Chromium, real HTTP, PostgreSQL."""
 import csv
 
+import pytest
 from playwright.sync_api import expect
 
 from wallet_web import exports, queries
@@ -127,3 +128,20 @@ def test_admin_pages_and_a_narrow_screen(log_in):
     screenshot(page, "user-narrow")
     page.goto("/login")
     assert page.console_problems == []
+
+
+@pytest.mark.parametrize("page", [False], ids=["no-js"], indirect=True)
+def test_the_forms_work_without_javascript(log_in):
+    page = log_in("operator")
+    page.goto("/users?q=alice")
+    page.get_by_role("link", name="alice").click()
+    top_up(page, "5", "No script")
+    page.locator("#form-topup").get_by_role("button", name="Top up").click()
+    page.wait_for_url("**/users/2?asset=GOLD")
+    expect(page.locator("#flash")).to_contain_text("Top up of 5 GOLD recorded")
+    expect(page.locator('#balances tr[data-asset="GOLD"] .balance')).to_contain_text("105")
+    page.goto("/ledger")
+    page.get_by_label("Kind").select_option("spend")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url("**/ledger?kind=spend**")
+    expect(page.locator("#ledger-results")).to_contain_text("No transactions match.")

@@ -34,10 +34,16 @@ def test_filters_combine_user_asset_reference_and_time(login, make_user):
     assert len(ids(viewer.get("/ledger?since=2000-01-01T00:00").text)) == 6
 
 
-def test_an_htmx_filter_gets_only_the_results(login):
+def test_an_htmx_filter_gets_only_the_filters_and_results(login):
     response = login("viewer").htmx("GET", "/ledger?kind=genesis")
-    assert response.text.startswith('<section id="ledger-results"')
+    assert response.text.lstrip().startswith('<div id="ledger">') and "<html" not in response.text
     assert len(ids(response.text)) == 3
+
+
+def test_an_htmx_filter_with_an_error_shows_it_next_to_the_field(login):
+    response = login("viewer").htmx("GET", "/ledger?until=soon")
+    assert response.status_code == 422  # swapped by htmx (see the htmx-config meta tag)
+    assert 'id="until-error"' in response.text and "<html" not in response.text
 
 
 def test_invalid_filters_are_inline_errors(login):

@@ -21,7 +21,7 @@ FILTER_NAMES = ("kind", "asset", "user_id", "reference_id", "since", "until")
 def index():
     form, filters = _filters()
     page = queries.list_transactions(filters, request.args.get("cursor"), LEDGER_PAGE) if filters else None
-    partial = "ledger/_rows.html" if request.args.get("rows") else "ledger/_results.html"
+    partial = "ledger/_rows.html" if request.args.get("rows") else "ledger/_browser.html"
     return render("ledger/index.html", partial, form=form, page=page, shared=_shared_args(),
                   transactions=page.items if page else [],
                   status=200 if filters else 422)

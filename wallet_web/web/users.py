@@ -8,7 +8,7 @@ from flask_login import current_user
 
 from .. import errors, ledger, queries
 from .charts import sparkline
-from .forms import MOVEMENT_KINDS, MOVEMENT_TITLES, MovementForm
+from .forms import MOVEMENT_KINDS, MOVEMENT_TITLES, MovementForm, new_reference
 from .permissions import can, login_required_everywhere, role_required
 from .rendering import is_htmx, render
 
@@ -64,33 +64,31 @@ def user(user_id: int):
 def history(user_id: int):
     if not is_htmx():
         return redirect(url_for("users.user", user_id=user_id, **request.args))
-    context = _history_context(user_id, request.args.get("asset"), request.args.get("cursor"))
+    accounts = queries.user_balances(user_id)
+    context = _history_context(accounts, request.args.get("asset"), request.args.get("cursor"))
     partial = "users/_history_rows.html" if request.args.get("rows") else "users/_history.html"
     return render(partial, user=queries.get_user(user_id), **context)
 
 
 def _page_context(user_id: int, forms: dict, asset: str | None = None) -> dict:
     found = queries.get_user(user_id)
-    asset = asset or request.args.get("asset")
-    return {"user": found, "balances": _balances(user_id), "forms": forms,
-            **_history_context(user_id, asset, request.args.get("cursor"))}
+    accounts = queries.user_balances(user_id)
+    history = _history_context(accounts, asset or request.args.get("asset"), request.args.get("cursor"))
+    return {"user": found, "balances": _with_sparklines(accounts), "forms": forms, **history}
 
 
-def _balances(user_id: int) -> list[dict]:
-    rows = []
-    for account in queries.user_balances(user_id):
-        series = [balance for _, balance in queries.balance_series(account.id)]
-        rows.append({"account": account, "sparkline": sparkline(series)})
-    return rows
+def _with_sparklines(accounts: list[queries.AccountBalance]) -> list[dict]:
+    return [{"account": account,
+             "sparkline": sparkline([balance for _, balance in queries.balance_series(account.id)])}
+            for account in accounts]
 
 
-def _history_context(user_id: int, asset: str | None, cursor: str | None) -> dict:
-    wallets = {a.asset_code: a for a in queries.user_balances(user_id) if a.kind == "wallet"}
+def _history_context(accounts: list[queries.AccountBalance], asset: str | None,
+                     cursor: str | None) -> dict:
+    wallets = {a.asset_code: a for a in accounts if a.kind == "wallet"}
     if asset not in wallets:
         asset = DEFAULT_ASSET if DEFAULT_ASSET in wallets else next(iter(wallets), None)
-    if asset is None:
-        return {"history_asset": None, "wallets": wallets, "history": None, "cursor": None}
-    page = queries.account_postings(wallets[asset].id, cursor, HISTORY_PAGE)
+    page = queries.account_postings(wallets[asset].id, cursor, HISTORY_PAGE) if asset else None
     return {"history_asset": asset, "wallets": wallets, "history": page, "cursor": cursor}
 
 
@@ -157,7 +155,7 @@ def _explain(form: MovementForm, error: errors.LedgerError) -> None:
 
 def _failed(user_id: int, form: MovementForm):
     if form.reference_id.data is None:
-        form.reference_id.data = MovementForm(form.kind, [], formdata=None).reference_id.data
+        form.reference_id.data = new_reference()
     if is_htmx():
         return render("users/_movement_form.html", user=queries.get_user(user_id), form=form,
                       status=422)
