@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import random
 import sys
@@ -142,7 +143,7 @@ def percentile(sorted_values: list[float], share: float) -> float | None:
     """Nearest-rank percentile of already sorted values."""
     if not sorted_values:
         return None
-    rank = max(1, min(len(sorted_values), round(share * len(sorted_values) + 0.5)))
+    rank = max(1, min(len(sorted_values), math.ceil(share * len(sorted_values))))
     return sorted_values[rank - 1]
 
 

@@ -43,7 +43,13 @@ def run(url: str, gunicorn_pid: int, clients: int = 8, threads: int = 2, seconds
             "tps": _number(r"tps = ([\d.]+) \(without initial", done.stdout),
             "latency_ms": _number(r"latency average = ([\d.]+) ms", done.stdout),
             "failed": _number(r"number of failed transactions: (\d+)", done.stdout) or 0,
-            "cpu_s": meter.report(pgbench=client_cpu)}
+            "cpu_s": meter.report(pgbench=client_cpu)} | _per_transfer(meter, done.stdout)
+
+
+def _per_transfer(meter: CpuMeter, output: str) -> dict:
+    transfers = _number(r"number of transactions actually processed: (\d+)", output) or 0
+    return {"transfers": int(transfers),
+            "postgres_cpu_ms_per_transfer": round(meter.used["postgres"] * 1000 / max(transfers, 1), 3)}
 
 
 def _number(pattern: str, text: str) -> float | None:

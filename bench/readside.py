@@ -153,12 +153,16 @@ class RssWatch:
                 except psutil.Error:
                     pass
 
+    def cpu_seconds(self) -> float:
+        return sum(p.cpu_times().user + p.cpu_times().system for p in self.processes)
+
     def growth_mb(self) -> float:
         return round(max(self.peak[p] - self.baseline[p] for p in self.baseline) / 2**20, 1)
 
 
 async def csv_export(base: str, key: str, worker_pids: list[int]) -> dict:
     watch = RssWatch(worker_pids)
+    cpu_before = watch.cpu_seconds()
     watch.thread.start()
     lines = size = 0
     started = time.perf_counter()
@@ -173,9 +177,12 @@ async def csv_export(base: str, key: str, worker_pids: list[int]) -> dict:
     seconds = time.perf_counter() - started
     watch.stopped.set()
     watch.thread.join()
+    worker_cpu = watch.cpu_seconds() - cpu_before
     rows = max(lines - 1, 0)  # minus the header
     return {"status": status, "rows": rows, "mb": round(size / 2**20, 1),
             "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds),
+            "worker_cpu_s": round(worker_cpu, 2),
+            "rows_per_worker_cpu_s": round(rows / worker_cpu) if worker_cpu else None,
             "worker_rss_growth_mb": watch.growth_mb(),
             "worker_rss_baseline_mb": round(max(watch.baseline.values()) / 2**20, 1)}
 

@@ -33,8 +33,9 @@ def _targets(results: dict) -> str:
 
 def _writes(results: dict) -> str:
     rows = ["| Scenario | Clients | req/s | ok/s | p50 ms | p95 ms | p99 ms | errors | refused "
-            "| conserved | CPU s: gunicorn / postgres / loadgen / other (wall s) |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+            "| conserved | CPU s: gunicorn / postgres / loadgen / other (wall s) "
+            "| CPU ms per request: gunicorn / postgres |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|"]
     for scenario, levels in results.get("scenarios", {}).items():
         for clients, level in levels.items():
             ms, cpu = level["latency_ms"], level["cpu_s"]
@@ -43,7 +44,7 @@ def _writes(results: dict) -> str:
                 f"| {ms.get('p50')} | {ms.get('p95')} | {ms.get('p99')} | {level['errors']} "
                 f"| {level['refused']} | {'yes' if level['conservation']['ok'] else 'NO'} "
                 f"| {cpu['gunicorn']} / {cpu['postgres']} / {cpu['loadgen']} / {cpu['other']} "
-                f"({cpu['wall']}) |")
+                f"({cpu['wall']}) | {_per_request(level)} |")
     drain = results.get("drain")
     if drain:
         rows.append("")
@@ -54,6 +55,11 @@ def _writes(results: dict) -> str:
     return "\n".join(rows)
 
 
+def _per_request(level: dict) -> str:
+    per = level.get("cpu_ms_per_request")
+    return f"{per['gunicorn']} / {per['postgres']}" if per else "-"
+
+
 def _database_limit(results: dict) -> str:
     pg = results.get("pgbench")
     if not pg:
@@ -61,7 +67,8 @@ def _database_limit(results: dict) -> str:
     ratio = results.get("http_db_ratio")
     cpu = pg["cpu_s"]
     return (f"Database limit (`{pg['command']}`): **{pg['tps']:,.0f} transfers/s**, "
-            f"latency {pg['latency_ms']} ms, {pg['failed']:.0f} failed; CPU s postgres "
+            f"latency {pg['latency_ms']} ms, {pg['failed']:.0f} failed, "
+            f"{pg.get('postgres_cpu_ms_per_transfer')} ms of PostgreSQL CPU per transfer; CPU s postgres "
             f"{cpu['postgres']}, pgbench {cpu['pgbench']}, other {cpu['other']} (wall {cpu['wall']}). "
             f"HTTP/db ratio (hot-treasury ok/s at {ratio['clients']} clients / pgbench tps): "
             f"**{ratio['ratio']}**." if ratio else "")
@@ -83,7 +90,9 @@ def _reads(results: dict) -> str:
         rows.append(f"| dashboard pages | skipped: {read['dashboard']['skipped']} | | | | |")
     export = read["csv_export"]
     rows += ["", f"CSV export of all postings: {export['rows']:,} rows, {export['mb']} MB in "
-                 f"{export['seconds']} s = **{export['rows_per_s']:,} rows/s**; worker RSS "
+                 f"{export['seconds']} s = **{export['rows_per_s']:,} rows/s** (the worker used "
+                 f"{export.get('worker_cpu_s')} CPU s: {export.get('rows_per_worker_cpu_s')} rows per "
+                 f"CPU second); worker RSS "
                  f"{export['worker_rss_baseline_mb']} MB before, peak growth "
                  f"**{export['worker_rss_growth_mb']} MB**."]
     return "\n".join(rows)

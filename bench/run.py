@@ -138,6 +138,7 @@ def main(argv: list[str]) -> int:
     _progress(f"rebuilding {url.rsplit('/', 1)[-1]} with {args.users:,} users")
     key = database.rebuild(url, args.users)
     fill_history.fund_users(url, OPENING_BALANCE)
+    database.analyze(url)
     users = database.synthetic_user_ids(url)
     results = {"run_id": run_id, "mode": "quick" if args.quick else "full", "scenarios": {},
                "verify": {}, "settings": {k: v for k, v in vars(args).items() if k != "database_url"}}

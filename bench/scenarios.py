@@ -61,10 +61,17 @@ def run_level(bench: Bench, scenario: str, clients: int, seconds: float, warmup:
     outcomes.append(measured)
     figures = measured["summary"]
     figures["cpu_s"] = meter.report(loadgen=figures.pop("loadgen_cpu_s"))
+    figures["cpu_ms_per_request"] = per_request(figures["cpu_s"], figures["requests"])
     figures["conservation"] = check_conservation(bench.url, before, after, outcomes)
     if hot_user is not None:
         figures["hot_wallet"] = hot_wallet_figures(bench.url, hot_user, before, after)
     return figures
+
+
+def per_request(cpu_s: dict, requests: int) -> dict:
+    """CPU milliseconds per request of each group: comparable across runs on a noisy box."""
+    return {group: round(cpu_s[group] * 1000 / max(requests, 1), 3)
+            for group in ("gunicorn", "postgres", "loadgen")}
 
 
 def check_conservation(url: str, before: dict, after: dict, outcomes: list[dict]) -> dict:
