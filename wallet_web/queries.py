@@ -326,3 +326,11 @@ def balance_series(account_id: int, points: int = 60) -> list[tuple[datetime, in
              .where(Posting.account_id == account_id, Posting.balance_after.is_not(None))
              .order_by(Posting.id.desc()).limit(points))
     return [(when, balance) for when, balance in reversed(db.session.execute(query).all())]
+
+
+def usernames(user_ids: set[int]) -> dict[int, str]:
+    """Usernames of many users in one query (a page of transactions names their owners)."""
+    if not user_ids:
+        return {}
+    query = select(User.id, User.username).where(User.id.in_(sorted(user_ids)))
+    return {user_id: username for user_id, username in db.session.execute(query)}

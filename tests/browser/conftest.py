@@ -10,7 +10,7 @@ from werkzeug.serving import make_server
 from wallet_web import ROOT_DIR, operators
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-SCREENSHOTS = os.path.join(ROOT_DIR, "docs", "screenshots")
+SCREENSHOTS = os.environ.get("SCREENSHOTS_DIR", os.path.join(ROOT_DIR, "docs", "screenshots"))
 PASSWORD = "correct horse battery"
 
 

@@ -37,6 +37,11 @@ def test_balance_series_is_the_balance_after_each_posting(app, make_user, wallet
     assert [b for _, b in queries.balance_series(wallet_of(user_id), points=2)] == [15, 12]
 
 
+def test_usernames_of_many_users_in_one_query(app):
+    assert queries.usernames({2, 3, 999}) == {2: "alice", 3: "bob"}
+    assert queries.usernames(set()) == {}
+
+
 def test_chart_geometry():
     today = date(2026, 1, 30)
     chart = daily_bars({today: 100, today - timedelta(days=1): 50}, today, days=30, height=100)
@@ -53,6 +58,7 @@ def test_the_overview_shows_holdings_volume_chart_and_latest(login):
     assert "1,000,000,000,000" in page  # equity: what genesis issued, with separators
     assert "<svg" in page and "<rect" in page
     assert page.count('<td><a href="/ledger/') == 5
+    assert '<a href="/users/2">alice</a>' in page
 
 
 def test_dashboard_pages_send_a_strict_csp_and_have_no_inline_script_or_style(login):

@@ -1,11 +1,15 @@
 """Lookup, the user page and the movement forms (htmx and plain posts)."""
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from wallet_web import ledger, queries
 from wallet_web.extensions import db
 from wallet_web.models import Transaction
+
+from .conftest import Browser
 
 ALICE = 2
 
@@ -136,6 +140,26 @@ def test_the_same_form_sent_twice_moves_value_once(login):
     second = operator.htmx("POST", "/users/2/topup", movement(reference="web-twice"))
     assert first.status_code == second.status_code == 200
     assert "Already recorded as transaction" in second.text
+    assert count_transactions() == before + 1 and gold() == 350
+
+
+def test_one_form_posted_twice_at_the_same_instant_moves_value_once(login, app):
+    operator = login("operator")
+    session = operator.client.get_cookie("session").value
+    start = threading.Barrier(2)
+    before = count_transactions()
+
+    def submit(_):
+        twin = Browser(app)  # its own client, as a second tab with the same session
+        twin.client.set_cookie("session", session)
+        twin.token = operator.token
+        start.wait()
+        return twin.htmx("POST", "/users/2/topup", movement(reference="web-race")).text
+
+    with ThreadPoolExecutor(2) as pool:
+        pages = list(pool.map(submit, range(2)))
+    assert sum("Top up of 250 GOLD recorded" in page for page in pages) >= 1
+    assert all("transaction #" in page for page in pages)
     assert count_transactions() == before + 1 and gold() == 350
 
 

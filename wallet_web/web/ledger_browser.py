@@ -22,9 +22,16 @@ def index():
     form, filters = _filters()
     page = queries.list_transactions(filters, request.args.get("cursor"), LEDGER_PAGE) if filters else None
     partial = "ledger/_rows.html" if request.args.get("rows") else "ledger/_browser.html"
+    transactions = page.items if page else []
     return render("ledger/index.html", partial, form=form, page=page, shared=_shared_args(),
-                  transactions=page.items if page else [],
+                  transactions=transactions, owners=owner_names(transactions),
                   status=200 if filters else 422)
+
+
+def owner_names(transactions: list) -> dict[int, str]:
+    """Usernames of the wallets the transactions touch, in one query."""
+    return queries.usernames({leg.account.user_id for tx in transactions for leg in tx.postings
+                              if leg.account.kind == "wallet"})
 
 
 @bp.route("/transactions.csv")

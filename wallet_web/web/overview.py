@@ -8,6 +8,7 @@ from flask import Blueprint
 
 from .. import queries
 from .charts import daily_bars
+from .ledger_browser import owner_names
 from .permissions import login_required_everywhere
 from .rendering import render
 
@@ -21,13 +22,15 @@ def index():
     now = datetime.now(timezone.utc)
     midnight = datetime.combine(now.date(), time(), tzinfo=timezone.utc)
     assets = queries.list_asset_codes()
+    latest = queries.list_transactions(queries.TransactionFilters(), limit=10).items
     return render(
         "overview/index.html",
         assets=assets,
         holdings=_holdings(assets),
         today=queries.volume_by_kind(midnight),
         charts=_charts(assets, midnight, now),
-        latest=queries.list_transactions(queries.TransactionFilters(), limit=10).items,
+        latest=latest,
+        owners=owner_names(latest),
     )
 
 
