@@ -9,6 +9,7 @@ class Config:
         "pool_size": int(os.environ.get("DB_POOL_SIZE", "10")),
         "max_overflow": int(os.environ.get("DB_MAX_OVERFLOW", "5")),
         "pool_timeout": float(os.environ.get("DB_POOL_TIMEOUT_SECONDS", "10")),
+        "hide_parameters": True,  # a logged database error never shows the statement's values
     }
     SQLALCHEMY_TRACK_MODIFICATIONS = False
     MAX_CONTENT_LENGTH = 64 * 1024

@@ -8,6 +8,7 @@ elsewhere (it must not need the database to render).
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import psycopg
@@ -20,8 +21,11 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from .api.errors import API_PREFIXES
 from .extensions import db
 
-TIMEOUT_SQLSTATES = {"57014": "statement timeout", "55P03": "lock timeout"}
-RETRY_AFTER = {"database_unavailable": "5", "database_timeout": "1"}
+log = logging.getLogger(__name__)
+# Statements the server gave up on and rolled back: retrying the same request is safe.
+TIMEOUT_SQLSTATES = {"57014": "statement timeout", "55P03": "lock timeout",
+                     "40P01": "deadlock detected", "40001": "serialization failure"}
+RETRY_AFTER = {"database_unavailable": "2", "database_timeout": "1"}
 MESSAGES = {
     "database_unavailable": "The database is unavailable. Retry the same request shortly.",
     "database_timeout": "The database did not answer in time ({reason}). Retry the same "
@@ -77,6 +81,9 @@ def database_error(error: Exception):
     trouble = classify(error)
     if trouble is None:
         raise error  # a bug, not an outage: the usual 500 and its logged traceback
+    log.warning("database trouble", extra={"fields": {
+        "code": trouble.code, "reason": trouble.reason,
+        "error": type(getattr(error, "orig", error)).__name__}})
     message = MESSAGES[trouble.code].format(reason=trouble.reason)
     headers = {"Retry-After": RETRY_AFTER[trouble.code]}
     if request.path.startswith(API_PREFIXES):

@@ -1,8 +1,13 @@
 """Fixtures of the operations tests: API keys and a live gunicorn on the seeded test database."""
+import io
+import json
+import logging
+
 import pytest
 
 from tests.ops.support import Gunicorn
 from wallet_web import api_keys
+from wallet_web.jsonlog import JsonFormatter
 
 
 @pytest.fixture
@@ -48,3 +53,15 @@ def operator_session(app, client):
         session["_user_id"] = str(operator.id)
         session["_fresh"] = True
     return operator
+
+
+@pytest.fixture
+def log_lines():
+    """lines() -> the JSON objects the app's loggers wrote during the test."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("wallet_web")
+    logger.addHandler(handler)
+    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    logger.removeHandler(handler)

@@ -1,24 +1,8 @@
 """Structured logs: one JSON object per line per request, with its request id, who made it and
 the transaction it posted; never a key or a password."""
-import io
 import json
-import logging
 
 import pytest
-
-from wallet_web.jsonlog import JsonFormatter
-
-
-@pytest.fixture
-def log_lines(app):
-    """lines() -> the JSON objects the app logged during the test."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("wallet_web")
-    logger.addHandler(handler)
-    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
-    logger.removeHandler(handler)
 
 
 def test_a_request_logs_one_json_line_and_returns_its_request_id(client, log_lines):

@@ -1,5 +1,6 @@
 """A database that fails or stalls gives a retryable 503 (JSON on the API, a page on the
 dashboard) that changed nothing, and a stuck lock cannot hold a wallet forever."""
+import json
 import threading
 import time
 from contextlib import contextmanager
@@ -73,7 +74,7 @@ def test_the_timeouts_reach_every_database_session(ops_app):
 
 
 def test_a_locked_wallet_gives_503_after_the_lock_timeout_and_changes_nothing(
-        ops_app, database_url):
+        ops_app, database_url, log_lines):
     client, headers = ops_app(DB_LOCK_TIMEOUT_MS=300)
     body = {"user_id": 2, "amount": 5, "reference_id": "locked-topup"}
     before = gold_balance(database_url, 2)
@@ -86,6 +87,10 @@ def test_a_locked_wallet_gives_503_after_the_lock_timeout_and_changes_nothing(
     assert 0.3 <= waited < 3
     assert gold_balance(database_url, 2) == before
     assert transactions_with(database_url, "locked-topup") == 0
+    warning, request_line = log_lines()
+    assert (warning["level"], warning["code"], warning["reason"]) == (
+        "WARNING", "database_timeout", "lock timeout")
+    assert (request_line["status"], request_line["request_id"]) == (503, warning["request_id"])
     retried = client.post("/wallet/topup", json=body, headers=headers)
     assert retried.status_code == 201
     assert gold_balance(database_url, 2) == before + 5
@@ -168,14 +173,18 @@ def schemaless_url(database_url):
         conn.execute('DROP DATABASE IF EXISTS "ops_schemaless" WITH (FORCE)')
 
 
-def test_a_failing_query_that_is_not_an_outage_stays_a_500(schemaless_url):
-    """Only outages and timeouts become a retryable 503: a programming error must not."""
+def test_a_failing_query_that_is_not_an_outage_stays_a_500(schemaless_url, log_lines):
+    """Only outages and timeouts become a retryable 503: a programming error must not. Its
+    logged traceback does not show the statement's parameters (here the key's hash)."""
     from sqlalchemy.exc import ProgrammingError
 
     app = app_with(schemaless_url, PROPAGATE_EXCEPTIONS=False)
     response = app.test_client().get("/wallet/2/balance",
                                       headers={"Authorization": "Bearer wk_anything"})
     assert response.status_code == 500
+    error = next(line for line in log_lines() if line["level"] == "ERROR")
+    assert "UndefinedTable" in error["exc"] and error["request_id"]
+    assert api_keys.hash_token("wk_anything") not in json.dumps(log_lines())
     with app.app_context():
         db.engine.dispose()
     with pytest.raises(ProgrammingError):  # and with propagation on, it is the original error
