@@ -10,7 +10,14 @@ from pathlib import Path
 
 from tests.ops.support import free_port
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+def _newest_server_bin() -> Path:
+    """Debian keeps each major version's server binaries apart; take the newest installed."""
+    installed = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                       key=lambda path: int(path.parent.parent.name))
+    return installed[-1].parent if installed else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _newest_server_bin()
 POSTGRES_USER = "postgres"
 
 
