@@ -2,6 +2,7 @@
 environment; the defaults suit a 2-core box. See docs/operations.md."""
 import glob
 import os
+import shutil
 import sys
 import tempfile
 
@@ -46,9 +47,12 @@ logconfig_dict = {
 
 # Prometheus multiprocess mode: each worker writes its metrics to files in this directory and
 # /metrics adds them up. It must be set before any worker imports prometheus_client.
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
-                      os.path.join(tempfile.gettempdir(), f"wallet-metrics-{os.getpid()}"))
-os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    _own_metrics_dir = tempfile.mkdtemp(prefix="wallet-metrics-")  # removed again by on_exit
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _own_metrics_dir
+else:
+    _own_metrics_dir = None
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 
 def on_starting(server):
@@ -63,3 +67,8 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _own_metrics_dir:
+        shutil.rmtree(_own_metrics_dir, ignore_errors=True)
