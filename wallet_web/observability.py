@@ -26,6 +26,7 @@ from prometheus_client import (
     multiprocess,
 )
 from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from . import errors, ledger
 from .extensions import csrf, db
@@ -79,7 +80,7 @@ def metrics():
     return Response(generate_latest(_registry()), mimetype=CONTENT_TYPE_LATEST)
 
 
-def _registry():
+def _registry() -> CollectorRegistry:
     if not MULTIPROCESS_DIR:
         return REGISTRY
     registry = CollectorRegistry()
@@ -162,7 +163,7 @@ def on_locked(kind: str, seconds: float) -> None:
     LOCK_WAIT.labels(kind).observe(seconds)
 
 
-def watch_pool(engine) -> None:
+def watch_pool(engine: Engine) -> None:
     @event.listens_for(engine, "checkout")
     def checked_out(*_):
         POOL_CHECKED_OUT.inc()

@@ -9,6 +9,7 @@ elsewhere (it must not need the database to render).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import psycopg
@@ -55,7 +56,7 @@ def classify(error: Exception) -> DatabaseTrouble | None:
     return None
 
 
-def session_options(config) -> str:
+def session_options(config: Mapping) -> str:
     """The libpq `options` that set the server-side timeouts of every new connection."""
     settings = {
         "statement_timeout": config["DB_STATEMENT_TIMEOUT_MS"],
@@ -65,7 +66,7 @@ def session_options(config) -> str:
     return " ".join(f"-c {name}={int(value)}" for name, value in settings.items())
 
 
-def configure_connections(engine: Engine, config) -> None:
+def configure_connections(engine: Engine, config: Mapping) -> None:
     if engine.dialect.name != "postgresql":
         return
     options = session_options(config)
@@ -77,7 +78,8 @@ def configure_connections(engine: Engine, config) -> None:
         cparams.setdefault("connect_timeout", connect_timeout)
 
 
-def database_error(error: Exception):
+def database_error(error: Exception) -> Response:
+    """The app-wide handler: a retryable 503 for an outage or a timeout, else the error."""
     trouble = classify(error)
     if trouble is None:
         raise error  # a bug, not an outage: the usual 500 and its logged traceback
@@ -85,15 +87,22 @@ def database_error(error: Exception):
         "code": trouble.code, "reason": trouble.reason,
         "error": type(getattr(error, "orig", error)).__name__}})
     message = MESSAGES[trouble.code].format(reason=trouble.reason)
-    headers = {"Retry-After": RETRY_AFTER[trouble.code]}
-    if request.path.startswith(API_PREFIXES):
-        body = json.dumps({"error": {"code": trouble.code, "message": message}})
-        return Response(body, 503, headers, mimetype="application/json")
+    respond = _json_page if request.path.startswith(API_PREFIXES) else _html_page
+    response = respond(trouble.code, message)
+    response.headers["Retry-After"] = RETRY_AFTER[trouble.code]
+    return response
+
+
+def _json_page(code: str, message: str) -> Response:
+    body = json.dumps({"error": {"code": code, "message": message}})
+    return Response(body, 503, mimetype="application/json")
+
+
+def _html_page(code: str, message: str) -> Response:
     # Not render_template: its context processors (Flask-Login's current_user) would query the
     # database that just failed.
     template = current_app.jinja_env.get_template("errors/503.html")
-    page = template.render(message=message, code=trouble.code)
-    return Response(page, 503, headers, mimetype="text/html")
+    return Response(template.render(message=message, code=code), 503, mimetype="text/html")
 
 
 def init_app(app: Flask) -> None:
