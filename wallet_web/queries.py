@@ -304,7 +304,8 @@ def daily_volume(since: datetime, kinds: tuple[str, ...]) -> list[DailyVolume]:
     query = (select(day, Account.asset_code, func.sum(Posting.amount))
              .join(Posting, Posting.transaction_id == Transaction.id)
              .join(Account, Account.id == Posting.account_id)
-             .where(Posting.amount > 0, Transaction.created_at >= since, Transaction.kind.in_(kinds))
+             .where(Posting.amount > 0, Transaction.created_at >= since,
+                    Transaction.kind.in_(kinds))
              .group_by(day, Account.asset_code).order_by(day))
     return [DailyVolume(_as_date(when), asset, int(amount))
             for when, asset, amount in db.session.execute(query)]

@@ -13,7 +13,8 @@ from .conftest import screenshot
 
 def alice_gold() -> int:
     db.session.rollback()
-    return next(a.balance for a in queries.user_balances(2) if a.kind == "wallet" and a.asset_code == "GOLD")
+    return next(a.balance for a in queries.user_balances(2)
+                if a.kind == "wallet" and a.asset_code == "GOLD")
 
 
 def transactions() -> int:

@@ -6,7 +6,8 @@ import pytest
 from wallet_web import operators
 
 PASSWORD = "correct horse battery"
-TOKEN = re.compile(r'name="(?:[a-z]+-)?csrf_token" type="hidden" value="([^"]+)"|"X-CSRFToken": "([^"]+)"')
+TOKEN = re.compile(r'name="(?:[a-z]+-)?csrf_token" type="hidden" value="([^"]+)"'
+                   r'|"X-CSRFToken": "([^"]+)"')
 
 
 def csrf_token(html: str) -> str:

@@ -17,7 +17,8 @@ def test_an_admin_creates_an_operator(login):
 def test_operator_form_errors_are_inline_and_create_nothing(login):
     admin = login("admin")
     admin.get("/admin/operators")
-    short = admin.post("/admin/operators", {"username": "tom", "password": "short", "role": "viewer"})
+    short = admin.post("/admin/operators", {"username": "tom", "password": "short",
+                                            "role": "viewer"})
     assert short.status_code == 422 and 'id="password-error"' in short.text
     taken = admin.post("/admin/operators", {"username": "admin", "password": "long enough pass",
                                             "role": "viewer"})

@@ -49,7 +49,7 @@ def test_chart_geometry():
     assert (chart.bars[-1].height, chart.bars[-2].height, chart.bars[0].height) == (100, 50, 0)
     assert daily_bars({}, today).peak == 0
     assert sparkline([]) == "" and sparkline([0, 10], 100, 20) == "0.0,18.0 100.0,2.0"
-    assert sparkline([5], 100, 20) == "0.0,18.0 100.0,18.0"
+    assert sparkline([5], 100, 20) == "0.0,10.0 100.0,10.0"
 
 
 def test_the_overview_shows_holdings_volume_chart_and_latest(login):

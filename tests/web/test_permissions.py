@@ -31,10 +31,20 @@ def test_anonymous_actions_go_to_the_login_page(anonymous, path, data):
     assert response.headers["Location"].startswith("/login")
 
 
-def test_an_anonymous_htmx_request_redirects_the_whole_page(anonymous):
-    response = anonymous.htmx("GET", "/users?q=al")
+def test_an_anonymous_htmx_request_redirects_the_whole_page_back_to_it(anonymous):
+    response = anonymous.get("/users/2/history?asset=GOLD&rows=1", headers={
+        "HX-Request": "true", "HX-Current-URL": "http://localhost/users/2?asset=GOLD"})
     assert response.status_code == 401
-    assert response.headers["HX-Redirect"].startswith("/login?next=")
+    assert response.headers["HX-Redirect"] == "/login?next=/users/2?asset%3DGOLD"
+
+
+def test_after_login_a_refused_post_does_not_become_the_next_page(anonymous):
+    response = anonymous.post("/users/2/topup", MOVEMENT)
+    assert response.headers["Location"] == "/login"
+
+
+def test_dashboard_pages_are_never_cached(login):
+    assert login("viewer").get("/users/2").headers["Cache-Control"] == "no-store"
 
 
 @pytest.mark.parametrize("role", ["viewer", "operator"])

@@ -37,7 +37,8 @@ def create_operator():
     form = OperatorForm()
     if form.validate_on_submit():
         try:
-            created = operators.create_operator(form.username.data, form.password.data, form.role.data)
+            created = operators.create_operator(
+                form.username.data, form.password.data, form.role.data)
             flash(f"Operator {created.username} ({created.role}) created.")
             return redirect(url_for("admin.operators_page"), 303)
         except errors.LedgerError as error:

@@ -45,7 +45,9 @@ def sparkline(values: list[int], width: int = 160, height: int = 32) -> str:
     if len(values) == 1:
         values = values * 2  # one posting: a flat line at that balance
     low, high = min(values), max(values)
-    span = (high - low) or 1
     step = width / (len(values) - 1)
-    return " ".join(f"{round(i * step, 1)},{round(height - 2 - (v - low) / span * (height - 4), 1)}"
+    if high == low:
+        return " ".join(f"{round(i * step, 1)},{height / 2}" for i in range(len(values)))
+    scale = (height - 4) / (high - low)
+    return " ".join(f"{round(i * step, 1)},{round(height - 2 - (v - low) * scale, 1)}"
                     for i, v in enumerate(values))

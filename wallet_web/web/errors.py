@@ -25,7 +25,8 @@ def error_page(error: HTTPException):
 
 def _message(error: HTTPException) -> str:
     if isinstance(error, CSRFError):
-        return "The form expired or was not sent from this dashboard. Reload the page and try again."
+        return ("The form expired or was not sent from this dashboard. "
+                "Reload the page and try again.")
     return error.description or ""
 
 

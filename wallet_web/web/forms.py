@@ -5,10 +5,13 @@ import uuid
 
 from flask_wtf import FlaskForm
 from wtforms import (
-    BooleanField, Form, SelectChoice, HiddenField, IntegerField, PasswordField, SelectField, StringField,
+    BooleanField, Form, HiddenField, IntegerField, PasswordField, SelectChoice, SelectField,
+    StringField,
 )
 from wtforms.fields import DateTimeLocalField
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+from wtforms.validators import (
+    DataRequired, InputRequired, Length, NumberRange, Optional, StopValidation,
+)
 from wtforms.widgets import TextInput
 
 from ..ledger import BIGINT_MAX
@@ -24,19 +27,26 @@ def new_reference() -> str:
     return "web-" + uuid.uuid4().hex
 
 
-class AmountField(IntegerField):
-    """A whole number of the asset's smallest unit; '1,500' and '1 500' are accepted."""
+class WholeNumberField(IntegerField):
+    """A whole number (an amount in the asset's smallest unit, an id); "1,500" reads as 1500."""
 
     widget = TextInput()
 
     def process_formdata(self, valuelist):
         if valuelist:
             valuelist = [valuelist[0].replace(",", "").replace(" ", "").replace("_", "")]
+        if not valuelist or not valuelist[0]:
+            self.data = None  # left empty: InputRequired says so
+            return
         try:
             super().process_formdata(valuelist)
         except ValueError:
             self.data = None
             raise ValueError("Enter a whole number, like 1500 (no decimals).") from None
+
+    def pre_validate(self, form):
+        if self.process_errors:  # unreadable: the range check would only repeat the problem
+            raise StopValidation()
 
 
 class LoginForm(FlaskForm):
@@ -48,7 +58,7 @@ class LoginForm(FlaskForm):
 
 class MovementForm(FlaskForm):
     asset = SelectField("Asset", [DataRequired()])
-    amount = AmountField("Amount", [InputRequired("Enter an amount."),
+    amount = WholeNumberField("Amount", [InputRequired("Enter an amount."),
                                     NumberRange(1, BIGINT_MAX, "Enter an amount above zero.")],
                          render_kw={"inputmode": "numeric", "autocomplete": "off"})
     reason = StringField("Reason", [DataRequired("Say why (it is recorded)."), Length(max=500)],
@@ -91,14 +101,15 @@ class ApiKeyForm(FlaskForm):
 class LedgerFilterForm(Form):
     """Read from the query string (GET, no CSRF), so a filtered view can be shared."""
 
-    kind = SelectField("Kind", [Optional()], choices=[SelectChoice("", "Any kind")] + [SelectChoice(k) for k in TRANSACTION_KINDS])
+    kind = SelectField("Kind", [Optional()], choices=[SelectChoice("", "Any kind")]
+                       + [SelectChoice(kind) for kind in TRANSACTION_KINDS])
     asset = SelectField("Asset", [Optional()])
-    user_id = IntegerField("User id", [Optional(), NumberRange(1, BIGINT_MAX)],
-                           widget=TextInput(), render_kw={"inputmode": "numeric"})
+    user_id = WholeNumberField("User id", [Optional(), NumberRange(1, BIGINT_MAX, "No such id.")],
+                               render_kw={"inputmode": "numeric"})
     reference_id = StringField("Reference", [Optional(), Length(max=128)])
     since = DateTimeLocalField("From (UTC)", [Optional()], format=DATETIME_FORMATS)
     until = DateTimeLocalField("Until (UTC)", [Optional()], format=DATETIME_FORMATS)
 
     def __init__(self, formdata, assets: list[str]):
         super().__init__(formdata)
-        self.asset.choices = [SelectChoice("", "Any asset")] + [SelectChoice(code) for code in assets]
+        self.asset.choices = [SelectChoice("", "Any asset")] + [SelectChoice(c) for c in assets]

@@ -20,7 +20,9 @@ FILTER_NAMES = ("kind", "asset", "user_id", "reference_id", "since", "until")
 @bp.route("")
 def index():
     form, filters = _filters()
-    page = queries.list_transactions(filters, request.args.get("cursor"), LEDGER_PAGE) if filters else None
+    page = None
+    if filters is not None:
+        page = queries.list_transactions(filters, request.args.get("cursor"), LEDGER_PAGE)
     partial = "ledger/_rows.html" if request.args.get("rows") else "ledger/_browser.html"
     transactions = page.items if page else []
     return render("ledger/index.html", partial, form=form, page=page, shared=_shared_args(),
@@ -66,7 +68,8 @@ def _shared_args() -> dict:
 
 @bp.route("/<int:tx_id>")
 def transaction(tx_id: int):
-    return render("ledger/transaction.html", **_transaction_context(tx_id, ReversalForm(formdata=None)))
+    context = _transaction_context(tx_id, ReversalForm(formdata=None))
+    return render("ledger/transaction.html", **context)
 
 
 def _transaction_context(tx_id: int, form: ReversalForm) -> dict:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, abort, redirect, request, url_for
 from flask_login import current_user
@@ -11,10 +12,19 @@ from .rendering import is_htmx
 
 def unauthorized() -> Response:
     """Flask-Login's handler: to the login page, coming back here afterwards."""
-    target = url_for("auth.login", next=request.full_path.rstrip("?"))
+    target = url_for("auth.login", next=_return_path())
     if is_htmx():  # an XHR would follow a redirect and swap the login page into a fragment
         return Response(status=401, headers={"HX-Redirect": target})
     return redirect(target)
+
+
+def _return_path() -> str | None:
+    """Where to go after logging in: the page itself, or the page an htmx fragment belongs
+    to; never a form's POST target (it could not be fetched with GET)."""
+    if is_htmx():
+        current = urlsplit(request.headers.get("HX-Current-URL", ""))
+        return current.path + (f"?{current.query}" if current.query else "") or None
+    return request.full_path.rstrip("?") if request.method == "GET" else None
 
 
 def login_required_everywhere(blueprint: Blueprint) -> Blueprint:

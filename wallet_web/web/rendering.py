@@ -21,7 +21,9 @@ def is_htmx() -> bool:
             and headers.get("HX-History-Restore-Request") != "true")
 
 
-def render(page: str, partial: str | None = None, /, status: int = 200, **context) -> tuple[str, int]:
+def render(
+    page: str, partial: str | None = None, /, status: int = 200, **context
+) -> tuple[str, int]:
     """The page, or only its partial for an htmx request (the page includes that partial)."""
     template = partial if partial and is_htmx() else page
     return render_template(template, **context), status
@@ -45,6 +47,7 @@ def _secure_headers(response: Response) -> Response:
     response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("Cache-Control", "no-store")  # balances and names: never cached
     response.vary.add("HX-Request")
     return response
 

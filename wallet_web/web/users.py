@@ -73,7 +73,8 @@ def history(user_id: int):
 def _page_context(user_id: int, forms: dict, asset: str | None = None) -> dict:
     found = queries.get_user(user_id)
     accounts = queries.user_balances(user_id)
-    history = _history_context(accounts, asset or request.args.get("asset"), request.args.get("cursor"))
+    asset = asset or request.args.get("asset")
+    history = _history_context(accounts, asset, request.args.get("cursor"))
     return {"user": found, "balances": _with_sparklines(accounts), "forms": forms, **history}
 
 
