@@ -1,6 +1,7 @@
 """What observability (request metrics, ledger metrics, the JSON request log line) costs per
-request, in CPU time: the same requests through Flask's test client, in alternating rounds with the hooks
-installed and removed, best round of each. No network, so the difference is the hooks' CPU.
+request in CPU time: the same requests through Flask's test client, in alternating rounds
+with the hooks installed and removed, best round of each. No network, so the difference is
+the hooks' CPU.
 
     TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/<db> \
         .venv/bin/python bench/observability_overhead.py 2>/dev/null

@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from tests.ops.support import Gunicorn
+from tests.ops.support import Gunicorn, admin_execute, scratch_name, scratch_url
 from wallet_web import api_keys
 from wallet_web.jsonlog import JsonFormatter
 
@@ -65,3 +65,21 @@ def log_lines():
     logger.addHandler(handler)
     yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
     logger.removeHandler(handler)
+
+
+@pytest.fixture
+def scratch_database():
+    """create(name, create=True) -> the URL of an empty database ops_<name>_<suite database>
+    (or only its name, when create=False); all are dropped after the test."""
+    names = []
+
+    def create(name: str, *, create: bool = True) -> str:
+        names.append(scratch_name(name))
+        admin_execute(f'DROP DATABASE IF EXISTS "{names[-1]}" WITH (FORCE)')
+        if create:
+            admin_execute(f'CREATE DATABASE "{names[-1]}"')
+        return scratch_url(name)
+
+    yield create
+    for name in names:
+        admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -104,3 +104,30 @@ def app_with(database_url: str, **settings):
     from wallet_web import create_app
 
     return create_app({**_config_dict(), "SQLALCHEMY_DATABASE_URI": database_url, **settings})
+
+
+def scratch_name(name: str) -> str:
+    """ops_<name>_<this suite's test database>: runs on different test databases (other
+    sessions, CI) never share a scratch database."""
+    from sqlalchemy.engine import make_url
+
+    from tests.conftest import PG_URL
+
+    return f"ops_{name}_{make_url(PG_URL).database}"[:63]
+
+
+def admin_execute(statement: str) -> None:
+    """Run one statement on the test server's `postgres` database (CREATE/DROP DATABASE)."""
+    import psycopg
+
+    from tests.conftest import PG_URL
+
+    admin_url = PG_URL.replace("+psycopg", "").rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(statement)
+
+
+def scratch_url(name: str) -> str:
+    from tests.conftest import PG_URL
+
+    return PG_URL.rsplit("/", 1)[0] + f"/{scratch_name(name)}"

@@ -8,7 +8,6 @@ import pytest
 from tests.ops.test_gunicorn import ledger_verify
 from wallet_web import ledger
 
-RESTORED = "ops_restored"
 STATE = ("SELECT (SELECT count(*) FROM transactions), (SELECT count(*) FROM postings), "
          "(SELECT array_agg(balance ORDER BY id) FROM accounts), "
          "(SELECT array_agg(balance ORDER BY account_id, shard) FROM balance_shards)")
@@ -24,14 +23,8 @@ def database_state(url: str) -> tuple:
 
 
 @pytest.fixture
-def restored_url(database_url):
-    admin_url = libpq(database_url).rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{RESTORED}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{RESTORED}"')
-    yield database_url.rsplit("/", 1)[0] + f"/{RESTORED}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{RESTORED}" WITH (FORCE)')
+def restored_url(scratch_database):
+    return scratch_database("restored")
 
 
 def some_history(make_user) -> None:

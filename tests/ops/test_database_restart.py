@@ -9,7 +9,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-import psycopg
 import pytest
 from flask_migrate import upgrade
 
@@ -109,7 +108,8 @@ class Load:
             except TRANSIENT:
                 self.replies.append((started, time.monotonic() - started, 0, None))
                 continue
-            payload = reply.json() if reply.headers.get("Content-Type") == "application/json" else None
+            is_json = reply.headers.get("Content-Type") == "application/json"
+            payload = reply.json() if is_json else None
             self.replies.append((started, time.monotonic() - started, reply.status, payload))
             if reply.status in (200, 201):
                 return

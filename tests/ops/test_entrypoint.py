@@ -7,33 +7,25 @@ import time
 from pathlib import Path
 
 import psycopg
-import pytest
 
-from tests.conftest import PG_URL
-from tests.ops.support import BIN, call, free_port, wait_until_ready
+from tests.ops.support import (
+    BIN,
+    admin_execute,
+    call,
+    free_port,
+    scratch_name,
+    scratch_url,
+    wait_until_ready,
+)
 from wallet_web import ROOT_DIR
 
 ENTRYPOINT = Path(ROOT_DIR) / "bin" / "entrypoint"
-DATABASE = "ops_entrypoint"
-ADMIN_URL = PG_URL.replace("+psycopg", "").rsplit("/", 1)[0] + "/postgres"
-
-
-def admin(statement: str) -> None:
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(statement)
-
-
-@pytest.fixture
-def no_database():
-    admin(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-    yield
-    admin(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+DATABASE = scratch_name("entrypoint")
 
 
 def entrypoint_env(tmp_path, port: int, **overrides) -> dict:
-    database_url = PG_URL.rsplit("/", 1)[0] + f"/{DATABASE}"
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DATABASE_URL": database_url,
-           "WALLET_ENV": "production", "SECRET_KEY": "entrypoint-test-secret",
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}",
+           "DATABASE_URL": scratch_url("entrypoint"), "WALLET_ENV": "production", "SECRET_KEY": "entrypoint-test-secret",
            "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": "1",
            "GUNICORN_THREADS": "2", "DB_WAIT_SECONDS": "30",
            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
@@ -42,7 +34,8 @@ def entrypoint_env(tmp_path, port: int, **overrides) -> dict:
 
 
 def test_the_entrypoint_waits_for_the_database_then_migrates_seeds_and_serves(
-        no_database, tmp_path):
+        scratch_database, tmp_path):
+    database_url = scratch_database("entrypoint", create=False)
     port = free_port()
     log_path = tmp_path / "entrypoint.log"
     with open(log_path, "wb") as log:
@@ -52,7 +45,7 @@ def test_the_entrypoint_waits_for_the_database_then_migrates_seeds_and_serves(
         time.sleep(2)
         assert process.poll() is None, log_path.read_text()
         assert "waiting for the database" in log_path.read_text()
-        admin(f'CREATE DATABASE "{DATABASE}"')  # the database comes up late
+        admin_execute(f'CREATE DATABASE "{DATABASE}"')  # the database comes up late
         base = f"http://127.0.0.1:{port}"
         wait_until_ready(base, process, log_path, seconds=60)
         ready = call(f"{base}/readyz")
@@ -65,7 +58,7 @@ def test_the_entrypoint_waits_for_the_database_then_migrates_seeds_and_serves(
     assert output.index("applying migrations") < output.index("seeding") < output.index(
         "starting gunicorn")
     assert "wk_" not in output, "no API key is printed in production"
-    with psycopg.connect(PG_URL.replace("+psycopg", "").rsplit("/", 1)[0] + f"/{DATABASE}") as conn:
+    with psycopg.connect(database_url.replace("+psycopg", "")) as conn:
         assert conn.execute("SELECT username FROM users WHERE id = 2").fetchone() == ("alice",)
 
 

@@ -162,15 +162,9 @@ def test_the_dashboard_shows_a_friendly_page_while_the_database_is_down(down_app
 
 
 @pytest.fixture
-def schemaless_url(database_url):
+def schemaless_url(scratch_database):
     """A reachable database without the wallet's tables: queries fail as a bug would."""
-    admin_url = plain(database_url).rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute('DROP DATABASE IF EXISTS "ops_schemaless" WITH (FORCE)')
-        conn.execute('CREATE DATABASE "ops_schemaless"')
-    yield database_url.rsplit("/", 1)[0] + "/ops_schemaless"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute('DROP DATABASE IF EXISTS "ops_schemaless" WITH (FORCE)')
+    return scratch_database("schemaless")
 
 
 def test_a_failing_query_that_is_not_an_outage_stays_a_500(schemaless_url, log_lines):
