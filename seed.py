@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from wallet_web import api_keys, create_app, ledger, operators, queries
+from wallet_web.extensions import db
 
 ASSETS = [("GOLD", "Gold Coins"), ("DIAMOND", "Diamonds"), ("LOYALTY", "Loyalty Points")]
 GENESIS_SUPPLY = 1_000_000_000_000
@@ -40,7 +41,17 @@ def seed_synthetic_users(count: int, batch: int = 5000) -> int:
     for first in range(start, start + count, batch):
         names = range(first, min(first + batch, start + count))
         ledger.create_users_bulk([(f"load-{n}", f"load-{n}@example.test") for n in names])
+    refresh_statistics()
     return start + count
+
+
+def refresh_statistics() -> None:
+    """Plan the next queries on the new row counts: a bulk load must not wait for autovacuum
+    (which may be slow, or off) to be seen by the planner."""
+    if db.engine.dialect.name == "postgresql":
+        with db.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+                "ANALYZE users, accounts")
 
 
 def main(argv: list[str]) -> int:

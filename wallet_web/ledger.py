@@ -214,10 +214,14 @@ def _posting_connection() -> Iterator[Connection]:
 
 
 _RULE_COLUMNS = (accounts.c.id, accounts.c.kind, accounts.c.asset_code, accounts.c.allow_negative)
-RESOLVE = select(*_RULE_COLUMNS).where(
-    accounts.c.asset_code == bindparam("asset"),
-    or_(and_(accounts.c.user_id == bindparam("user_id"), accounts.c.kind == "wallet"),
-        accounts.c.kind == bindparam("house_kind")),
+# Two lookups on unique/narrow indexes (an OR of both would need table statistics to be
+# planned well, and on a fresh bulk load it scanned every wallet of the asset).
+WALLET_OF = select(*_RULE_COLUMNS).where(
+    accounts.c.user_id == bindparam("user_id"), accounts.c.asset_code == bindparam("asset"),
+    accounts.c.kind == "wallet",
+)
+HOUSE_OF = select(*_RULE_COLUMNS).where(
+    accounts.c.kind == bindparam("house_kind"), accounts.c.asset_code == bindparam("asset"),
 )
 RULES = select(*_RULE_COLUMNS).where(accounts.c.id.in_(bindparam("ids", expanding=True)))
 CLAIM = {
@@ -397,24 +401,33 @@ def _wallet_and_house(conn, user_id: int, asset: str, house_kind: str):
     facts never change (status is checked by the write itself), so they are cached per app."""
     if not isinstance(user_id, int) or isinstance(user_id, bool) or not 0 < user_id <= BIGINT_MAX:
         raise errors.UnknownUser(f"user {user_id!r} does not exist", user_id=user_id)
-    key = (user_id, asset, house_kind)
     cache = current_app.extensions.setdefault("ledger_accounts", {})
-    if key not in cache:
-        cache[key] = _resolve(conn, *key)
+    wallet = _cached(cache, ("wallet", user_id, asset), _find_wallet, conn, user_id, asset)
+    house = _cached(cache, (house_kind, asset), _find_house, conn, house_kind, asset)
+    return wallet.id, house.id, {wallet.id: wallet, house.id: house}
+
+
+def _cached(cache: dict, key: tuple, find, *args):
+    row = cache.get(key)
+    if row is None:
+        row = cache[key] = find(*args)
         if len(cache) > ACCOUNT_CACHE_SIZE:
             cache.clear()
-    return cache[key]
+    return row
 
 
-def _resolve(conn, user_id: int, asset: str, house_kind: str):
-    params = {"asset": asset, "user_id": user_id, "house_kind": house_kind}
-    rules = {row.id: row for row in conn.execute(RESOLVE, params)}
-    by_kind = {row.kind: row.id for row in rules.values()}
-    if "wallet" not in by_kind:
+def _find_wallet(conn, user_id: int, asset: str):
+    row = conn.execute(WALLET_OF, {"user_id": user_id, "asset": asset}).first()
+    if row is None:
         _raise_missing_wallet(conn, user_id, asset)
-    if house_kind not in by_kind:
+    return row
+
+
+def _find_house(conn, house_kind: str, asset: str):
+    row = conn.execute(HOUSE_OF, {"house_kind": house_kind, "asset": asset}).first()
+    if row is None:
         raise errors.UnknownAccount(f"no {house_kind} account for {asset}")
-    return by_kind["wallet"], by_kind[house_kind], rules
+    return row
 
 
 def _raise_missing_wallet(conn, user_id: int, asset: str):
