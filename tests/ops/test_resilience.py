@@ -66,11 +66,12 @@ def ops_app(database_url, app):
 
 
 def test_the_timeouts_reach_every_database_session(ops_app):
-    client, _ = ops_app(DB_STATEMENT_TIMEOUT_MS=1234, DB_LOCK_TIMEOUT_MS=567)
+    client, _ = ops_app(DB_STATEMENT_TIMEOUT_MS=1234, DB_LOCK_TIMEOUT_MS=567,
+                        DB_IDLE_IN_TRANSACTION_TIMEOUT_MS=45000)
     with client.application.app_context(), db.engine.connect() as conn:
         assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "1234ms"
         assert conn.exec_driver_sql("SHOW lock_timeout").scalar() == "567ms"
-        assert conn.exec_driver_sql("SHOW idle_in_transaction_session_timeout").scalar() == "1min"
+        assert conn.exec_driver_sql("SHOW idle_in_transaction_session_timeout").scalar() == "45s"
 
 
 def test_a_locked_wallet_gives_503_after_the_lock_timeout_and_changes_nothing(
