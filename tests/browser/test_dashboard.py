@@ -1,10 +1,11 @@
 """The dashboard in a real browser: Chromium, real HTTP, PostgreSQL."""
 import csv
+import re
 
 import pytest
 from playwright.sync_api import expect
 
-from wallet_web import exports, queries
+from wallet_web import exports, operators, queries
 from wallet_web.extensions import db
 from wallet_web.models import Transaction
 
@@ -37,6 +38,8 @@ def top_up(page, amount: str, reason: str = "Goodwill gesture") -> None:
 def test_an_operator_tops_up_alice_and_sees_it_without_a_reload(log_in):
     page = log_in("operator")
     screenshot(page, "overview")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
     open_alice(page)
     page.evaluate("window.loadedOnce = true")  # gone if the page reloads
     top_up(page, "1,250")
@@ -119,8 +122,23 @@ def test_a_viewer_is_refused(log_in):
 
 def test_admin_pages_and_a_narrow_screen(log_in):
     page = log_in("admin")
+    operators.create_operator("dana", "correct horse battery", "operator")
     page.goto("/admin/operators")
+    page.get_by_label("Username").fill("eve")
+    page.get_by_label("Password").fill("a long enough password")
+    page.get_by_label("Role").select_option("viewer")
+    page.get_by_role("button", name="Create operator").click()
+    expect(page.locator("#flash")).to_contain_text("Operator eve (viewer) created.")
+    page.get_by_role("button", name="Disable dana").click()
+    expect(page.get_by_role("button", name="Enable dana")).to_be_visible()
     screenshot(page, "admin-operators")
+    page.get_by_role("link", name="API keys").click()
+    page.get_by_label("Name").fill("game-server")
+    page.get_by_role("button", name="Create key").click()
+    expect(page.locator("#new-key")).to_have_text(re.compile(r"^wk_\S{43}$"))
+    page.goto("/admin/api-keys")  # the list only: the key itself is never shown again
+    expect(page.locator("#new-key")).to_have_count(0)
+    screenshot(page, "admin-api-keys")
     page.goto("/ledger/4")
     screenshot(page, "transaction")
     page.set_viewport_size({"width": 390, "height": 844})

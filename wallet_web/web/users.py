@@ -31,11 +31,11 @@ class Done:
 
     @property
     def message(self) -> str:
-        if self.replayed:
-            return (f"Already recorded as transaction #{self.transaction_id}: this form was "
-                    "sent twice and nothing moved a second time.")
-        return (f"{MOVEMENT_TITLES[self.kind]} of {self.amount:,} {self.asset} recorded as "
+        """The same confirmation for a replay (the receipt is the original's), and a note."""
+        text = (f"{MOVEMENT_TITLES[self.kind]} of {self.amount:,} {self.asset} recorded as "
                 f"transaction #{self.transaction_id}. New {self.asset} balance: {self.balance:,}.")
+        return text + (" This form was sent more than once; it was recorded once."
+                       if self.replayed else "")
 
 
 # ---------------------------------------------------------------- lookup
