@@ -1,10 +1,13 @@
 """gunicorn settings (`gunicorn wsgi:app -c gunicorn.conf.py`): every value can be set from the
 environment; the defaults suit a 2-core box. See docs/operations.md."""
 import glob
+import logging
 import os
 import shutil
 import sys
 import tempfile
+
+from gunicorn.glogging import Logger
 
 # The master imports the JSON log formatter from the app package before it loads the app.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -29,21 +32,31 @@ control_socket_disable = True  # unused; its default path would be shared by eve
 if os.path.isdir("/dev/shm"):
     worker_tmp_dir = "/dev/shm"  # the heartbeat file must not sit on a slow overlay disk
 
-# The app logs each request itself as JSON (wallet_web/observability.py); gunicorn's own
-# messages use the same formatter, so the whole stream is one JSON object per line.
+# The app logs each request itself as JSON (wallet_web/observability.py). No access log and no
+# logconfig_dict: either makes gunicorn build its access-log atoms on every request.
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
-logconfig_dict = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "wallet_web.jsonlog.JsonFormatter"}},
-    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json",
-                            "stream": "ext://sys.stderr"}},
-    "root": {"level": "WARNING", "handlers": ["stderr"]},  # libraries' warnings, as JSON
-    "loggers": {"gunicorn.error": {"level": loglevel.upper(), "handlers": ["stderr"],
-                                   "propagate": False}},
-}
+
+
+class JsonLogger(Logger):
+    """gunicorn's own messages (and libraries' warnings) as JSON lines, like the app's."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        from wallet_web.jsonlog import JsonFormatter
+
+        for handler in self.error_log.handlers:
+            handler.setFormatter(JsonFormatter())
+        root = logging.getLogger()
+        if not root.handlers:
+            warnings = logging.StreamHandler(sys.stderr)
+            warnings.setFormatter(JsonFormatter())
+            root.addHandler(warnings)
+            root.setLevel(logging.WARNING)
+
+
+logger_class = JsonLogger
 
 # Prometheus multiprocess mode: each worker writes its metrics to files in this directory and
 # /metrics adds them up. It must be set before any worker imports prometheus_client.

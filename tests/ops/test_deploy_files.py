@@ -108,6 +108,9 @@ def test_gunicorn_defaults_suit_a_two_core_box(monkeypatch):
     assert conf["bind"] == "0.0.0.0:8000"
     assert conf["graceful_timeout"] >= 10 and conf["timeout"] >= 10 and conf["keepalive"] > 0
     assert callable(conf["child_exit"]) and callable(conf["on_starting"])
+    # The app logs requests; with an access log or a logconfig_dict gunicorn would build its
+    # access-log atoms on every request as well.
+    assert conf["accesslog"] is None and "logconfig_dict" not in conf
 
 
 def test_gunicorn_settings_come_from_the_environment(monkeypatch):
