@@ -102,6 +102,13 @@ def test_api_paths_keep_json_errors(anonymous):
     assert page.status_code == 404 and page.mimetype == "text/html"
 
 
+def test_a_tampered_cursor_is_the_400_page(login):
+    viewer = login("viewer")
+    for path in ("/ledger?cursor=bogus", "/users/2?cursor=bogus"):
+        response = viewer.get(path)
+        assert response.status_code == 400 and "cursor is not one this API returned" in response.text
+
+
 def test_a_missing_record_is_the_404_page(login):
     viewer = login("viewer")
     for path in ("/users/999", "/ledger/999"):

@@ -30,13 +30,16 @@ def _message(error: HTTPException) -> str:
     return error.description or ""
 
 
-def missing_record(error: errors.NotFound):
-    """A user, transaction, operator or key that does not exist: the 404 page."""
-    return error_page(NotFound(error.message))
+def refused(error: errors.LedgerError):
+    """A domain error no form caught: a record that does not exist is the 404 page, anything
+    else (a tampered cursor in a link) the 400 page."""
+    if isinstance(error, errors.NotFound) and error.status == 404:
+        return error_page(NotFound(error.message))
+    return error_page(BadRequest(error.message))
 
 
 def register(app: Flask) -> None:
     for exception in (BadRequest, CSRFError, Forbidden, NotFound):
         app.register_error_handler(exception, error_page)
     # API blueprints handle their own LedgerErrors first; this only sees the dashboard's.
-    app.register_error_handler(errors.NotFound, missing_record)
+    app.register_error_handler(errors.LedgerError, refused)
