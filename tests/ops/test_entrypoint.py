@@ -1,5 +1,6 @@
 """bin/entrypoint, the container's entrypoint, run as is against the local PostgreSQL:
 wait for the database -> migrate -> seed -> exec gunicorn."""
+import json
 import os
 import signal
 import subprocess
@@ -58,6 +59,9 @@ def test_the_entrypoint_waits_for_the_database_then_migrates_seeds_and_serves(
     assert output.index("applying migrations") < output.index("seeding") < output.index(
         "starting gunicorn")
     assert "wk_" not in output, "no API key is printed in production"
+    lines = [json.loads(line) for line in output.splitlines() if line.strip()]
+    assert {"entrypoint", "migrate", "seed", "gunicorn.error", "wallet_web.access"} <= {
+        line["logger"] for line in lines}
     with psycopg.connect(database_url.replace("+psycopg", "")) as conn:
         assert conn.execute("SELECT username FROM users WHERE id = 2").fetchone() == ("alice",)
 
