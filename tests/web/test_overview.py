@@ -1,5 +1,7 @@
-"""The overview page and the read queries it adds."""
+"""The overview page and the read queries it adds (on both backends: bin/run uses SQLite)."""
 from datetime import date, datetime, timedelta, timezone
+
+import pytest
 
 from wallet_web import ledger, queries
 from wallet_web.web.charts import daily_bars, sparkline
@@ -7,11 +9,13 @@ from wallet_web.web.charts import daily_bars, sparkline
 MIDNIGHT = datetime.combine(date.today(), datetime.min.time(), tzinfo=timezone.utc)
 
 
+@pytest.mark.both_backends
 def test_wallet_totals_are_what_users_hold(app, make_user):
     make_user(balance=7, asset="DIAMOND")
     assert queries.wallet_totals() == {"GOLD": 150, "DIAMOND": 7, "LOYALTY": 0}
 
 
+@pytest.mark.both_backends
 def test_volume_by_kind_counts_each_transaction_once(app, make_user):
     user_id = make_user(balance=1000)
     ledger.spend(user_id, "GOLD", 300, "spend-1")
@@ -21,6 +25,7 @@ def test_volume_by_kind_counts_each_transaction_once(app, make_user):
     assert queries.volume_by_kind(datetime.now(timezone.utc) + timedelta(hours=1)) == []
 
 
+@pytest.mark.both_backends
 def test_daily_volume_groups_by_utc_day_and_kind(app, make_user):
     make_user(balance=40)
     rows = queries.daily_volume(MIDNIGHT - timedelta(days=29), ("topup",))
@@ -29,6 +34,7 @@ def test_daily_volume_groups_by_utc_day_and_kind(app, make_user):
     assert queries.daily_volume(MIDNIGHT, ("bonus",)) == []
 
 
+@pytest.mark.both_backends
 def test_balance_series_is_the_balance_after_each_posting(app, make_user, wallet_of):
     user_id = make_user(balance=10)
     ledger.topup(user_id, "GOLD", 5, "series-1")
@@ -37,6 +43,7 @@ def test_balance_series_is_the_balance_after_each_posting(app, make_user, wallet
     assert [b for _, b in queries.balance_series(wallet_of(user_id), points=2)] == [15, 12]
 
 
+@pytest.mark.both_backends
 def test_usernames_of_many_users_in_one_query(app):
     assert queries.usernames({2, 3, 999}) == {2: "alice", 3: "bob"}
     assert queries.usernames(set()) == {}
