@@ -95,36 +95,47 @@ def test_metrics_add_up_over_the_workers_and_every_log_line_is_json(
     assert {line["api_key"] for line in requests if "api_key" in line} == {"ops-writer"}
 
 
-def test_a_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twice(
+def kill_workers_mid_request(server, database_url: str) -> list[int]:
+    """SIGKILL every worker while a top-up is in flight: one waits on alice's wallet, which
+    this session holds locked. The dead worker's database session still commits that top-up
+    once the lock is released; only its answer is lost."""
+    with psycopg.connect(database_url.replace("+psycopg", "")) as holder:
+        holder.execute(LOCK_ALICE)
+        wait_for_a_lock_wait(database_url)
+        victims = server.worker_pids()
+        for pid in victims:
+            os.kill(pid, signal.SIGKILL)
+        holder.rollback()
+    return victims
+
+
+def test_workers_killed_mid_stream_lose_nothing_and_apply_nothing_twice(
         gunicorn, bearer, database_url):
     server = gunicorn(GUNICORN_WORKERS="2", GUNICORN_THREADS="4")
     balance_before, _, _ = wallet_and_references(database_url, "crash-")
     amounts = {f"crash-{n}": n + 1 for n in range(160)}
-    done = []
-    killed = []
+    done, killed = [], []
 
-    def kill_a_worker_at(count: int):
+    def kill_at(count: int):
         while len(done) < count:
             time.sleep(0.005)
-        victim = server.worker_pids()[0]
-        os.kill(victim, signal.SIGKILL)
-        killed.append(victim)
+        killed.extend(kill_workers_mid_request(server, database_url))
 
     deadline = time.monotonic() + 60
-    killers = [threading.Thread(target=kill_a_worker_at, args=(n,)) for n in (30, 90)]
+    killers = [threading.Thread(target=kill_at, args=(n,)) for n in (30, 90)]
     for killer in killers:
         killer.start()
     with ThreadPoolExecutor(6) as pool:
-        for status, attempts in pool.map(
-                lambda ref: post_until_done(server.base, bearer, ref, amounts[ref], deadline),
-                amounts):
-            done.append((status, attempts))
+        done.extend(pool.map(
+            lambda ref: post_until_done(server.base, bearer, ref, amounts[ref], deadline),
+            amounts))
     for killer in killers:
         killer.join(10)
 
-    assert sum(attempts for _, attempts in done) > len(amounts), "the kills cut requests short"
-    assert len(killed) == 2 and not set(killed) & set(server.worker_pids())
+    assert len(killed) == 4 and not set(killed) & set(server.worker_pids())
     assert len(server.worker_pids()) == 2, "the master replaced the killed workers"
+    assert sum(attempts for _, attempts in done) > len(amounts), "the kills cut requests short"
+    assert 200 in {status for status, _ in done}, "a retry found its top-up already committed"
     balance_after, count, distinct = wallet_and_references(database_url, "crash-")
     assert count == distinct == len(amounts), "every request took effect exactly once"
     assert balance_after - balance_before == sum(amounts.values())

@@ -42,7 +42,7 @@ def test_readyz_is_not_ready_and_answers_at_once_when_the_database_is_down():
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
     assert response.json["code"] == "database_unavailable"
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 3
 
 
 def test_readyz_gives_up_after_the_connect_timeout_on_a_silent_server():
@@ -56,4 +56,4 @@ def test_readyz_gives_up_after_the_connect_timeout_on_a_silent_server():
         started = time.monotonic()
         response = app.test_client().get("/readyz")
         assert response.status_code == 503
-        assert 1.5 < time.monotonic() - started < 4
+        assert 1.5 < time.monotonic() - started < 8, "bounded by the connect timeout"

@@ -85,7 +85,7 @@ def test_a_locked_wallet_gives_503_after_the_lock_timeout_and_changes_nothing(
         waited = time.monotonic() - started
     assert_retryable_json(response, "database_timeout")
     assert "lock timeout" in response.json["error"]["message"]
-    assert 0.3 <= waited < 3
+    assert 0.3 <= waited < 5
     assert gold_balance(database_url, 2) == before
     assert transactions_with(database_url, "locked-topup") == 0
     warning, request_line = log_lines()
@@ -146,7 +146,7 @@ def test_the_api_answers_503_json_at_once_while_the_database_is_down(down_app):
     response = down_app.test_client().get("/wallet/2/balance",
                                           headers={"Authorization": "Bearer wk_anything"})
     assert_retryable_json(response, "database_unavailable")
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 3
 
 
 def test_the_dashboard_shows_a_friendly_page_while_the_database_is_down(down_app):
