@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Generic, TypeVar
 
-from sqlalchemy import Select, exists, func, or_, select
+from sqlalchemy import Select, bindparam, exists, func, or_, select
 from sqlalchemy.orm import selectinload
 
 from . import errors
@@ -137,23 +137,26 @@ def _shard_total():
             .where(BalanceShard.account_id == Account.id).scalar_subquery())
 
 
-def _balances(query: Select) -> list[AccountBalance]:
-    rows = db.session.execute(query.order_by(Account.asset_code, Account.kind))
-    return [AccountBalance(*row) for row in rows]
-
-
-def _balance_columns() -> Select:
-    return select(Account.id, Account.name, Account.kind, Account.asset_code,
-                  Account.balance + _shard_total(), Account.status)
+# Built once: the balance endpoint runs this on every call.
+BALANCES = select(Account.id, Account.name, Account.kind, Account.asset_code,
+                  Account.balance + _shard_total(), Account.status
+                  ).order_by(Account.asset_code, Account.kind)
+USER_BALANCES = BALANCES.where(Account.user_id == bindparam("user_id"))
+HOUSE_BALANCES = BALANCES.where(Account.allow_negative)
 
 
 def user_balances(user_id: int) -> list[AccountBalance]:
-    get_user(user_id)
-    return _balances(_balance_columns().where(Account.user_id == user_id))
+    balances = []
+    if 0 < user_id < 2**63:
+        rows = db.session.execute(USER_BALANCES, {"user_id": user_id})
+        balances = [AccountBalance(*row) for row in rows]
+    if not balances:
+        get_user(user_id)  # UnknownUser, unless the user exists without accounts
+    return balances
 
 
 def house_balances() -> list[AccountBalance]:
-    return _balances(_balance_columns().where(Account.allow_negative))
+    return [AccountBalance(*row) for row in db.session.execute(HOUSE_BALANCES)]
 
 
 def get_account(account_id: int) -> Account:
