@@ -1,6 +1,7 @@
 """A database that fails or stalls gives a retryable 503 (JSON on the API, a page on the
 dashboard) that changed nothing, and a stuck lock cannot hold a wallet forever."""
 import json
+import re
 import threading
 import time
 from contextlib import contextmanager
@@ -160,6 +161,9 @@ def test_the_dashboard_shows_a_friendly_page_while_the_database_is_down(down_app
     page = response.get_data(as_text=True)
     assert "temporarily unavailable" in page
     assert "Traceback" not in page and "OperationalError" not in page
+    assert "<style" not in page  # the dashboard's CSP would block it: the stylesheet is static
+    stylesheet = re.search(r'href="([^"]+\.css)"', page).group(1)
+    assert client.get(stylesheet).status_code == 200
 
 
 @pytest.fixture
