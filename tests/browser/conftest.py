@@ -10,7 +10,8 @@ from werkzeug.serving import make_server
 from wallet_web import ROOT_DIR, operators
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-SCREENSHOTS = os.environ.get("SCREENSHOTS_DIR", os.path.join(ROOT_DIR, "docs", "screenshots"))
+# tests/artifacts/ is ignored by git; SCREENSHOTS_DIR=docs/screenshots refreshes the README's.
+SCREENSHOTS = os.environ.get("SCREENSHOTS_DIR", os.path.join(ROOT_DIR, "tests", "artifacts", "screenshots"))
 PASSWORD = "correct horse battery"
 
 
