@@ -13,13 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import psycopg
-from flask import Flask, Response, current_app, json, request
+from flask import Flask, Response, current_app, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from .api.errors import API_PREFIXES
+from .api.errors import API_PREFIXES, error_response
 from .extensions import db
 
 log = logging.getLogger(__name__)
@@ -94,8 +94,7 @@ def database_error(error: Exception) -> Response:
 
 
 def _json_page(code: str, message: str) -> Response:
-    body = json.dumps({"error": {"code": code, "message": message}})
-    return Response(body, 503, mimetype="application/json")
+    return error_response(503, {"code": code, "message": message})
 
 
 def _html_page(code: str, message: str) -> Response:
