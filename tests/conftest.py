@@ -25,12 +25,14 @@ TABLES = "postings, transactions, balance_shards, accounts, users, assets, api_k
 
 def pytest_generate_tests(metafunc):
     if "backend" in metafunc.fixturenames:
-        both = metafunc.definition.get_closest_marker("both_backends")
-        metafunc.parametrize("backend", ["postgresql", "sqlite"] if both else ["postgresql"])
+        marked = metafunc.definition.get_closest_marker
+        backends = ["postgresql", "sqlite"] if marked("both_backends") else ["postgresql"]
+        metafunc.parametrize("backend", ["sqlite"] if marked("sqlite_only") else backends)
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "both_backends: run on PostgreSQL and on SQLite")
+    config.addinivalue_line("markers", "sqlite_only: run on SQLite only")
 
 
 def ensure_database(url: str) -> None:

@@ -20,8 +20,10 @@ def verify_command() -> None:
 
 def register(app: Flask) -> None:
     from .api_keys import api_keys_cli
+    from .assets import assets_cli
     from .operators import operators_cli
 
     app.cli.add_command(ledger_cli)
     app.cli.add_command(api_keys_cli)
+    app.cli.add_command(assets_cli)
     app.cli.add_command(operators_cli)

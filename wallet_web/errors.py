@@ -19,6 +19,15 @@ class InvalidAmount(LedgerError):
     status = 422
 
 
+class AmountTooLarge(InvalidAmount):
+    code = "amount_too_large"
+
+
+class BalanceLimit(LedgerError):
+    code = "balance_limit"
+    status = 422
+
+
 class UnbalancedTransaction(LedgerError):
     code = "unbalanced_transaction"
     status = 422
@@ -59,6 +68,13 @@ class AccountFrozen(LedgerError):
 class IdempotencyConflict(LedgerError):
     code = "idempotency_key_reused"
     status = 422
+
+
+class ReferenceTaken(LedgerError):
+    """The reference_id belongs to another caller's transaction; nothing of it is revealed."""
+
+    code = "reference_taken"
+    status = 409
 
 
 class AlreadyReversed(LedgerError):

@@ -30,6 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from . import errors
 from .extensions import WRITE_LOCK, db
+from .limits import BALANCE_CEILING, BIGINT_MAX, HOUSE_SHARDS, SHARD_CEILING, is_id
 from .models import (
     Account,
     Asset,
@@ -40,8 +41,6 @@ from .models import (
     utcnow,
 )
 
-BIGINT_MAX = 2**63 - 1
-HOUSE_SHARDS = 16
 HOUSE_KINDS = ("treasury", "promotions", "revenue", "equity")
 SYSTEM_USERNAME = "system"
 ACCOUNT_CACHE_SIZE = 200_000
@@ -228,18 +227,30 @@ CLAIM = {
     name: dialect.insert(transactions).on_conflict_do_nothing().returning(transactions.c.id)
     for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
 }
-WALLET_UPDATE = (
+
+
+def _asset_limit(column):
+    return select(column).where(assets.c.code == accounts.c.asset_code).scalar_subquery()
+
+
+# The statements below are the SQLite copy of ledger_apply (migrations 0002, 0003): a change
+# to one is a change to both, and tests/integration/test_ledger_rules.py runs on both.
+_after = accounts.c.balance + bindparam("leg_amount")
+WALLET_UPDATE = (  # a debit may leave a wallet above a lowered max_balance; a credit may not
     update(accounts)
     .where(accounts.c.id == bindparam("leg_account"), accounts.c.status == "active",
-           accounts.c.balance + bindparam("leg_amount") >= 0)
-    .values(balance=accounts.c.balance + bindparam("leg_amount"))
+           bindparam("leg_size") <= _asset_limit(assets.c.max_amount), _after >= 0,
+           or_(bindparam("leg_amount") < 0, _after <= _asset_limit(assets.c.max_balance)))
+    .values(balance=_after)
     .returning(accounts.c.balance)
 )
+ACTIVE_ACCOUNT = select(accounts.c.id).where(accounts.c.id == bindparam("leg_account"),
+                                             accounts.c.status == "active")
 SHARD_UPDATE = (
     update(shards)
     .where(shards.c.account_id == bindparam("leg_account"), shards.c.shard == bindparam("leg_shard"),
-           select(accounts.c.id).where(accounts.c.id == bindparam("leg_account"),
-                                       accounts.c.status == "active").exists())
+           shards.c.balance + bindparam("leg_amount") >= -SHARD_CEILING,
+           shards.c.balance + bindparam("leg_amount") <= SHARD_CEILING)
     .values(balance=shards.c.balance + bindparam("leg_amount"))
 )
 # Driver SQL (psycopg placeholders): this statement runs on every transfer on PostgreSQL,
@@ -263,6 +274,7 @@ def _post(
         check_amount(abs(leg.amount))
     rules = rules or _account_rules(conn, {leg.account_id for leg in legs})
     _check_balanced(legs, rules)
+    _check_ceilings(conn, legs, rules)
     ordered = _lock_order(legs, rules)
     fingerprint = fingerprint_of(payload)
     claim = dict(
@@ -274,7 +286,7 @@ def _post(
     tx_id, balances = _apply(conn, claim, ordered, rules)
     wallets_locked.send(kind, seconds=time.perf_counter() - started)
     if tx_id is None:
-        return _replay(conn, reference_id, fingerprint, reverses_id)
+        return _replay(conn, reference_id, fingerprint, reverses_id, actor)
     posted = tuple(PostedLeg(leg.account_id, leg.amount, balances.get(leg.account_id))
                    for leg in ordered)
     return Receipt(tx_id, kind, reference_id, description, claim["created_at"], posted)
@@ -303,6 +315,16 @@ def _check_balanced(legs: list[Leg], rules: dict[int, tuple]) -> None:
     unbalanced = {asset: total for asset, total in totals.items() if total != 0}
     if unbalanced:
         raise errors.UnbalancedTransaction("legs do not sum to zero", totals=unbalanced)
+
+
+def _check_ceilings(conn, legs: list[Leg], rules: dict[int, tuple]) -> None:
+    """Amounts the database could not even add up safely are refused here; the asset's own
+    (lower, settable) limits are checked by the write itself."""
+    for leg in legs:
+        rule = rules[leg.account_id]
+        ceiling = SHARD_CEILING if rule.allow_negative else BALANCE_CEILING
+        if abs(leg.amount) > ceiling:
+            _raise_too_large(conn, leg, rule.asset_code)
 
 
 def _apply(conn, claim: dict, legs: list[Leg], rules) -> tuple[int | None, dict[int, int]]:
@@ -340,9 +362,10 @@ def _apply_statements(conn, claim: dict, legs: list[Leg], rules):
     shard = random.randrange(HOUSE_SHARDS)
     balances = {}
     for leg in legs:
-        params = {"leg_account": leg.account_id, "leg_amount": leg.amount, "leg_shard": shard}
+        params = {"leg_account": leg.account_id, "leg_amount": leg.amount,
+                  "leg_size": abs(leg.amount)}
         if rules[leg.account_id].allow_negative:
-            if conn.execute(SHARD_UPDATE, params).rowcount != 1:
+            if not _add_to_a_shard(conn, params, shard):
                 _raise_refusal(conn, leg)
             continue
         balance = conn.execute(WALLET_UPDATE, params).scalar()
@@ -357,11 +380,26 @@ def _apply_statements(conn, claim: dict, legs: list[Leg], rules):
     return tx_id, balances
 
 
-def _replay(conn, reference_id: str, fingerprint: str, reverses_id: int | None) -> Receipt:
+def _add_to_a_shard(conn, params: dict, first: int) -> bool:
+    """The leg on the random shard, or the next one that stays within its ceiling."""
+    if conn.execute(ACTIVE_ACCOUNT, params).first() is None:
+        return False
+    for step in range(HOUSE_SHARDS):
+        shard = (first + step) % HOUSE_SHARDS
+        if conn.execute(SHARD_UPDATE, {**params, "leg_shard": shard}).rowcount == 1:
+            return True
+    return False
+
+
+def _replay(conn, reference_id: str, fingerprint: str, reverses_id: int | None,
+            actor: Actor) -> Receipt:
     original = conn.execute(select(transactions).where(
         transactions.c.reference_id == reference_id)).one_or_none()
     if original is None:  # the conflict was on reverses_id: reversed under another reference
         raise errors.AlreadyReversed(f"transaction {reverses_id} is already reversed")
+    if (original.actor, original.operator_id, original.api_key_id) != (
+            actor.label, actor.operator_id, actor.api_key_id):
+        raise errors.ReferenceTaken(f"reference_id {reference_id!r} is taken by another caller")
     if original.fingerprint != fingerprint:
         raise errors.IdempotencyConflict(
             f"reference_id {reference_id!r} was already used for a different request",
@@ -370,16 +408,42 @@ def _replay(conn, reference_id: str, fingerprint: str, reverses_id: int | None) 
     return replace(_receipt_of(conn, original), replayed=True)
 
 
+REFUSAL_FACTS = (
+    select(accounts.c.status, accounts.c.balance, accounts.c.allow_negative, accounts.c.asset_code,
+           assets.c.max_amount, assets.c.max_balance)
+    .join(assets, assets.c.code == accounts.c.asset_code)
+    .where(accounts.c.id == bindparam("account_id"))
+)
+
+
 def _raise_refusal(conn, leg: Leg):
-    status, balance = conn.execute(
-        select(accounts.c.status, accounts.c.balance).where(accounts.c.id == leg.account_id)
-    ).one()
-    if status != "active":
-        raise errors.AccountFrozen(f"account {leg.account_id} is {status}", account_id=leg.account_id)
-    raise errors.InsufficientFunds(
-        f"account {leg.account_id} holds {balance}, needs {-leg.amount}",
-        account_id=leg.account_id, available=balance, requested=-leg.amount,
-    )
+    """Why the write refused a leg (only refusals pay for this read)."""
+    facts = conn.execute(REFUSAL_FACTS, {"account_id": leg.account_id}).one()
+    account = leg.account_id
+    if facts.status != "active":
+        raise errors.AccountFrozen(f"account {account} is {facts.status}", account_id=account)
+    if facts.allow_negative:
+        raise errors.BalanceLimit(
+            f"house account {account} cannot take {leg.amount:+}: every shard is at its ceiling",
+            account_id=account, requested=leg.amount)
+    if abs(leg.amount) > facts.max_amount:
+        _raise_too_large(conn, leg, facts.asset_code)
+    if leg.amount < 0:
+        raise errors.InsufficientFunds(
+            f"account {account} holds {facts.balance}, needs {-leg.amount}",
+            account_id=account, available=facts.balance, requested=-leg.amount)
+    raise errors.BalanceLimit(
+        f"account {account} holds {facts.balance}; {leg.amount} more would exceed the "
+        f"{facts.asset_code} maximum balance of {facts.max_balance}",
+        account_id=account, balance=facts.balance, max_balance=facts.max_balance,
+        requested=leg.amount)
+
+
+def _raise_too_large(conn, leg: Leg, asset: str):
+    max_amount = conn.execute(select(assets.c.max_amount).where(assets.c.code == asset)).scalar_one()
+    raise errors.AmountTooLarge(
+        f"{abs(leg.amount)} is above the {asset} maximum of {max_amount} per movement",
+        asset=asset, max_amount=max_amount, requested=abs(leg.amount))
 
 
 def _load_receipt(conn, condition) -> Receipt | None:
@@ -399,7 +463,7 @@ def _receipt_of(conn, tx) -> Receipt:
 def _wallet_and_house(conn, user_id: int, asset: str, house_kind: str):
     """(wallet id, house account id, rules of both). Accounts are never deleted and these
     facts never change (status is checked by the write itself), so they are cached per app."""
-    if not isinstance(user_id, int) or isinstance(user_id, bool) or not 0 < user_id <= BIGINT_MAX:
+    if not is_id(user_id):
         raise errors.UnknownUser(f"user {user_id!r} does not exist", user_id=user_id)
     cache = current_app.extensions.setdefault("ledger_accounts", {})
     wallet = _cached(cache, ("wallet", user_id, asset), _find_wallet, conn, user_id, asset)
@@ -442,10 +506,11 @@ def _raise_missing_wallet(conn, user_id: int, asset: str):
 
 
 def check_amount(amount) -> None:
-    if not isinstance(amount, int) or isinstance(amount, bool):
+    """A positive integer; how large it may be is the asset's limit (AmountTooLarge)."""
+    if type(amount) is not int:
         raise errors.InvalidAmount("amount must be an integer number of the asset's smallest unit")
-    if not 0 < amount <= BIGINT_MAX:
-        raise errors.InvalidAmount(f"amount must be between 1 and {BIGINT_MAX}")
+    if amount < 1:
+        raise errors.InvalidAmount("amount must be at least 1")
 
 
 def check_reference(reference_id) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
+from .limits import BALANCE_CEILING, DEFAULT_MAX_AMOUNT, DEFAULT_MAX_BALANCE, SHARD_CEILING
 
 BigId = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER only
 JsonDoc = JSON().with_variant(JSONB(), "postgresql")
@@ -60,11 +61,32 @@ def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
+def _integers(*columns: str) -> tuple[CheckConstraint, ...]:
+    """SQLite only: an integer that overflows silently becomes a float; refuse any non-integer."""
+    return tuple(
+        CheckConstraint(f"{column} IS NULL OR typeof({column}) = 'integer'",
+                        name=f"{column}_is_integer").ddl_if(dialect="sqlite")
+        for column in columns
+    )
+
+
 class Asset(db.Model):
+    """A currency. `max_amount` bounds what one movement moves into or out of a wallet,
+    `max_balance` what a wallet may hold (wallet_web/limits.py)."""
+
     __tablename__ = "assets"
+    __table_args__ = (
+        CheckConstraint(f"max_amount BETWEEN 1 AND max_balance AND max_balance <= {BALANCE_CEILING}",
+                        name="limits_in_range"),
+        *_integers("max_amount", "max_balance"),
+    )
     code: Mapped[str] = mapped_column(String(16), primary_key=True)
     name: Mapped[str] = mapped_column(String(64))
     scale: Mapped[int] = mapped_column(SmallInteger, default=0)  # decimals shown; amounts stay integers
+    max_amount: Mapped[int] = mapped_column(BigInteger, default=DEFAULT_MAX_AMOUNT,
+                                            server_default=str(DEFAULT_MAX_AMOUNT))
+    max_balance: Mapped[int] = mapped_column(BigInteger, default=DEFAULT_MAX_BALANCE,
+                                             server_default=str(DEFAULT_MAX_BALANCE))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -92,6 +114,10 @@ class Account(db.Model):
         CheckConstraint("kind <> 'wallet' OR NOT allow_negative", name="wallets_never_negative"),
         CheckConstraint(_in("kind", ACCOUNT_KINDS), name="kind_known"),
         CheckConstraint(_in("status", ("active", "frozen")), name="status_known"),
+        # A house account's balance lives in its shards: the column stays 0.
+        CheckConstraint(f"balance <= {BALANCE_CEILING} AND (NOT allow_negative OR balance = 0)",
+                        name="balance_within_ceiling"),
+        *_integers("balance"),
         Index("ix_accounts_kind_asset_code", "kind", "asset_code"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -112,6 +138,11 @@ class BalanceShard(db.Model):
     """Part of a house account's balance; each posting adds to one shard picked at random."""
 
     __tablename__ = "balance_shards"
+    __table_args__ = (
+        CheckConstraint(f"balance BETWEEN -{SHARD_CEILING} AND {SHARD_CEILING}",
+                        name="balance_within_ceiling"),
+        *_integers("balance"),
+    )
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
     shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
     balance: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -171,6 +202,11 @@ class Posting(db.Model):
     __tablename__ = "postings"
     __table_args__ = (
         CheckConstraint("amount <> 0", name="amount_non_zero"),
+        CheckConstraint(f"amount BETWEEN -{SHARD_CEILING} AND {SHARD_CEILING}",
+                        name="amount_within_ceiling"),
+        CheckConstraint(f"balance_after BETWEEN 0 AND {BALANCE_CEILING}",
+                        name="balance_after_within_ceiling"),
+        *_integers("amount", "balance_after"),
         Index("ix_postings_account_id_id", "account_id", "id"),
         Index("ix_postings_account_id_created_at", "account_id", "created_at"),
         Index("ix_postings_transaction_id", "transaction_id"),

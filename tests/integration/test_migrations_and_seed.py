@@ -8,9 +8,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
 
 import seed
-from wallet_web import queries
+from wallet_web import audit, queries
 from wallet_web.extensions import db
 from wallet_web.models import Account, Posting, Transaction, User
 
@@ -92,3 +93,16 @@ def test_production_refuses_to_start_without_a_secret_key(database_url):
     result = run([sys.executable, "-c", "import wsgi"], database_url,
                  WALLET_ENV="production", SECRET_KEY="")
     assert result.returncode != 0 and "SECRET_KEY must be set" in result.stderr
+
+
+@pytest.mark.both_backends
+def test_the_money_limits_migration_keeps_an_existing_ledger(app, make_user, wallet_of):
+    user = make_user(balance=75)
+    db.session.remove()
+    downgrade(revision="0002")
+    upgrade()
+    assert queries.account_balance(wallet_of(user)) == 75
+    assert audit.verify().ok
+    with pytest.raises(DBAPIError, match="append-only"):  # the rebuilt table keeps its triggers
+        with db.engine.begin() as conn:
+            conn.execute(text("DELETE FROM postings"))

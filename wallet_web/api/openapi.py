@@ -25,11 +25,12 @@ ERROR_TEXT = {
     401: "no API key, or an invalid or revoked one (`WWW-Authenticate: Bearer`)",
     403: "the key lacks the needed scope",
     404: "no such user, account or transaction",
-    409: "conflict: already reversed",
+    409: "conflict: `already_reversed`, or `reference_taken` (the reference_id belongs to "
+         "another caller)",
     413: "body larger than the limit",
     415: "body is not `application/json`",
-    422: "validation error (`field`, `reason`), or a refused movement "
-         "(`insufficient_funds`, `idempotency_key_reused`, ...)",
+    422: "validation error (`field`, `reason`), or a refused movement (`insufficient_funds`, "
+         "`amount_too_large`, `balance_limit`, `idempotency_key_reused`, ...)",
     423: "account frozen (`account_frozen`)",
 }
 REPLAYED = {"Idempotent-Replayed": {"description": "`true` when this is the stored result "

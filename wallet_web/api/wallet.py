@@ -13,7 +13,7 @@ from .schemas import MovementRequest, MovementResponse, WalletAccount, WalletBal
 bp = attach(Blueprint("wallet_api", __name__, url_prefix="/wallet"))
 TOTAL_CURRENCY = "GOLD"
 MOVEMENT = dict(scope="write", body=MovementRequest, response=MovementResponse, status=201,
-                replayable=True, errors=(404, 423))
+                replayable=True, errors=(404, 409, 423))
 
 
 @api_route(bp, "/<int:user_id>/balance", summary="A user's wallets and GOLD total",

@@ -140,13 +140,19 @@ def _explain(form: MovementForm, error: errors.LedgerError) -> None:
     if isinstance(error, errors.InsufficientFunds):
         form.amount.errors.append(
             f"Not enough {form.asset.data}: the wallet holds {error.details['available']:,}.")
+    elif isinstance(error, errors.AmountTooLarge):
+        form.amount.errors.append(f"Above the {form.asset.data} maximum of "
+                                  f"{error.details['max_amount']:,} per movement.")
+    elif isinstance(error, errors.BalanceLimit):
+        form.amount.errors.append(f"The wallet would hold more than the {form.asset.data} "
+                                  f"maximum of {error.details['max_balance']:,}.")
     elif isinstance(error, errors.InvalidAmount):
         form.amount.errors.append(error.message)
     elif isinstance(error, errors.UnknownAsset):
         form.asset.errors.append(error.message)
     elif isinstance(error, errors.AccountFrozen):
         form.form_errors.append(f"This {form.asset.data} wallet is frozen: nothing was moved.")
-    elif isinstance(error, errors.IdempotencyConflict):
+    elif isinstance(error, (errors.IdempotencyConflict, errors.ReferenceTaken)):
         form.reference_id.data = None  # a fresh reference for the corrected values
         form.form_errors.append("This form was already sent with other values; nothing moved. "
                                 "Check the values and send again.")
