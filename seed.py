@@ -1,11 +1,12 @@
 """Seed the ledger through the ledger service, so seeded history is real history.
 
-    python seed.py              assets, house accounts, genesis, system/alice/bob (idempotent)
+    python seed.py              assets, house accounts, genesis (idempotent)
     python seed.py --users N    also N synthetic users with empty wallets (load tests)
 
-In development (WALLET_ENV=development) it also prints a demo API key with write scope and a
-demo dashboard admin login, once: later runs keep them (their secrets cannot be recovered
-from the hashes) and say how to make new ones.
+In development (WALLET_ENV=development) it also adds the demo users alice and bob, and prints
+a demo API key with write scope and a demo dashboard admin login, once: later runs keep them
+(their secrets cannot be recovered from the hashes) and say how to make new ones. Production
+gets none of these.
 """
 import argparse
 import sys
@@ -19,6 +20,13 @@ DEMO_USERS = [("alice", "alice@example.com", 100), ("bob", "bob@example.com", 50
 
 
 def seed_demo() -> None:
+    """What development and the test fixtures start from: the base and alice and bob."""
+    seed_base()
+    seed_demo_users()
+
+
+def seed_base() -> None:
+    """What every environment needs: the system user, assets, house accounts, genesis."""
     ledger.ensure_system_user()
     for code, name in ASSETS:
         ledger.ensure_asset(code, name)
@@ -30,6 +38,9 @@ def seed_demo() -> None:
             f"seed:genesis:{code}",
             description=f"Genesis supply of {code}",
         )
+
+
+def seed_demo_users() -> None:
     for username, email, gold in DEMO_USERS:
         user_id = ledger.ensure_user(username, email)
         ledger.topup(user_id, "GOLD", gold, f"seed:topup:{username}", description="Opening balance")
@@ -60,9 +71,11 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     app = create_app()
     with app.app_context():
-        seed_demo()
-        print("seeded assets, house accounts, genesis, alice and bob")
+        seed_base()
+        print("seeded assets, house accounts, genesis")
         if app.config["WALLET_ENV"] == "development":
+            seed_demo_users()
+            print("seeded demo users alice and bob")
             print(api_keys.ensure_demo_key())
             print(operators.ensure_demo_admin())
         if args.users:

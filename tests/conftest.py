@@ -20,7 +20,8 @@ from wallet_web.config import TestConfig
 from wallet_web.extensions import db
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", TestConfig.SQLALCHEMY_DATABASE_URI)
-TABLES = "postings, transactions, balance_shards, accounts, users, assets, api_keys, operators"
+TABLES = ("postings, transactions, balance_shards, accounts, users, assets, api_keys, operators, "
+          "operator_sessions, login_throttles")
 
 
 def pytest_generate_tests(metafunc):

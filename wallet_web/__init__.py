@@ -2,12 +2,14 @@
 import os
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .config import Config
+from .config import WALLET_ENVS, Config
 from .extensions import configure_engine, csrf, db, login_manager, migrate
 
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations")
 ROOT_DIR = os.path.dirname(MIGRATIONS_DIR)
+MIN_SECRET_KEY_BYTES = 32
 
 
 def create_app(config: type | dict | None = None) -> Flask:
@@ -23,7 +25,10 @@ def create_app(config: type | dict | None = None) -> Flask:
     elif config is not None:
         app.config.from_object(config)
     _default_database(app)
+    _check_environment(app)
     _require_secret_key(app)
+    _default_cookie_security(app)
+    _trust_proxies(app)
     _init_extensions(app)
     _register_blueprints(app)
     _register_operations(app)
@@ -37,12 +42,35 @@ def _default_database(app: Flask) -> None:
         app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{path}"
 
 
+def _check_environment(app: Flask) -> None:
+    name = app.config["WALLET_ENV"]
+    if name not in WALLET_ENVS:  # a typo must not fall back to development's insecure defaults
+        raise RuntimeError(f"WALLET_ENV must be {', '.join(WALLET_ENVS[:-1])} or "
+                           f"{WALLET_ENVS[-1]}, not {name!r}")
+
+
 def _require_secret_key(app: Flask) -> None:
-    if app.config.get("SECRET_KEY"):
-        return
-    if app.config["WALLET_ENV"] == "production":
-        raise RuntimeError("SECRET_KEY must be set when WALLET_ENV=production")
-    app.config["SECRET_KEY"] = "dev-only-insecure-key"
+    key = app.config.get("SECRET_KEY") or ""
+    size = len(key.encode() if isinstance(key, str) else key)
+    if app.config["WALLET_ENV"] == "production" and size < MIN_SECRET_KEY_BYTES:
+        raise RuntimeError(
+            f"SECRET_KEY must be set to at least {MIN_SECRET_KEY_BYTES} bytes when "
+            "WALLET_ENV=production; make one with: "
+            "python3 -c 'import secrets; print(secrets.token_hex(32))'")
+    if not key:
+        app.config["SECRET_KEY"] = "dev-only-insecure-key"
+
+
+def _default_cookie_security(app: Flask) -> None:
+    if app.config.get("SESSION_COOKIE_SECURE") is None:
+        app.config["SESSION_COOKIE_SECURE"] = app.config["WALLET_ENV"] == "production"
+
+
+def _trust_proxies(app: Flask) -> None:
+    """Behind PROXY_FIX_X_FOR proxies the client address comes from X-Forwarded-For; without
+    the setting that header is ignored, since any client can send it."""
+    if app.config["PROXY_FIX_X_FOR"]:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["PROXY_FIX_X_FOR"])
 
 
 def _init_extensions(app: Flask) -> None:
@@ -57,8 +85,9 @@ def _init_extensions(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from . import api, cli, web
+    from . import api, cli, inputs, web
 
+    inputs.init_app(app)  # the `id` route converter (before any route uses it), the body limit
     cli.register(app)
     api.register(app)
     web.register(app)

@@ -1,6 +1,14 @@
 """Settings read from the environment."""
 import os
 
+WALLET_ENVS = ("development", "test", "production")
+
+
+def _optional_flag(name: str) -> bool | None:
+    """True or False when the variable is set; None leaves the choice to create_app."""
+    value = os.environ.get(name, "").strip().lower()
+    return value in ("1", "true", "yes", "on") if value else None
+
 
 class Config:
     SECRET_KEY = os.environ.get("SECRET_KEY")
@@ -15,11 +23,15 @@ class Config:
     MAX_CONTENT_LENGTH = 64 * 1024
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
-    SESSION_COOKIE_SECURE = os.environ.get("SESSION_COOKIE_SECURE", "0") == "1"
+    SESSION_COOKIE_SECURE = _optional_flag("SESSION_COOKIE_SECURE")  # unset: on in production
+    SESSION_IDLE_MINUTES = int(os.environ.get("SESSION_IDLE_MINUTES", "30"))
+    SESSION_LIFETIME_HOURS = int(os.environ.get("SESSION_LIFETIME_HOURS", "12"))
     WTF_CSRF_TIME_LIMIT = None
     OPERATOR_SPEND_LIMIT = int(os.environ.get("OPERATOR_SPEND_LIMIT", "100000"))
     LOGIN_MAX_FAILURES = int(os.environ.get("LOGIN_MAX_FAILURES", "5"))
     LOGIN_LOCKOUT_SECONDS = int(os.environ.get("LOGIN_LOCKOUT_SECONDS", "900"))
+    LOGIN_MAX_FAILURES_PER_ADDRESS = int(os.environ.get("LOGIN_MAX_FAILURES_PER_ADDRESS", "50"))
+    PROXY_FIX_X_FOR = int(os.environ.get("PROXY_FIX_X_FOR", "0"))  # proxies adding X-Forwarded-For
     WALLET_ENV = os.environ.get("WALLET_ENV", "development")
     DB_PING_IDLE_SECONDS = float(os.environ.get("DB_PING_IDLE_SECONDS", "5"))
     API_KEY_CACHE_SECONDS = float(os.environ.get("API_KEY_CACHE_SECONDS", "5"))

@@ -29,6 +29,7 @@ ACCOUNT_KINDS = ("wallet", "treasury", "promotions", "revenue", "equity")
 TRANSACTION_KINDS = ("topup", "bonus", "spend", "reversal", "genesis", "adjustment")
 OPERATOR_ROLES = ("viewer", "operator", "admin")
 API_SCOPES = ("read", "write")
+SESSION_END_REASONS = ("logout", "password_changed", "disabled")
 
 
 def utcnow() -> datetime:
@@ -156,8 +157,6 @@ class Operator(db.Model):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -220,3 +219,33 @@ class Posting(db.Model):
 
     transaction: Mapped[Transaction] = relationship(back_populates="postings")
     account: Mapped[Account] = relationship()
+
+
+class OperatorSession(db.Model):
+    """A dashboard login. The cookie holds a random token; only its sha256 is stored."""
+
+    __tablename__ = "operator_sessions"
+    __table_args__ = (
+        CheckConstraint(_in("end_reason", SESSION_END_REASONS), name="end_reason_known"),
+        Index("ix_operator_sessions_operator_id", "operator_id"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    end_reason: Mapped[str | None] = mapped_column(String(16))
+
+
+class LoginThrottle(db.Model):
+    """Failed logins from one client address: for one typed name (`name_hash`, its sha256), or
+    over all names (`name_hash` empty)."""
+
+    __tablename__ = "login_throttles"
+    __table_args__ = (Index("ix_login_throttles_name_hash", "name_hash"),)
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    window_started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -66,6 +66,8 @@ POOL_CHECKED_OUT = Gauge("wallet_db_pool_checked_out_connections",
                          multiprocess_mode="livesum")
 
 metrics_bp = Blueprint("metrics", __name__)
+TOKEN_NEEDED = ("/metrics is closed in production until you set METRICS_TOKEN; then scrape it "
+                "with Authorization: Bearer <token>.\n")
 
 
 # ---------------------------------------------------------------- /metrics
@@ -74,6 +76,8 @@ metrics_bp = Blueprint("metrics", __name__)
 @metrics_bp.get("/metrics")
 def metrics():
     token = current_app.config.get("METRICS_TOKEN")
+    if not token and current_app.config["WALLET_ENV"] == "production":
+        return Response(TOKEN_NEEDED, status=403, mimetype="text/plain")
     if token and not hmac.compare_digest(request.headers.get("Authorization", ""),
                                          f"Bearer {token}"):
         abort(401)

@@ -1,25 +1,24 @@
-"""Operator accounts of the dashboard: creation, password login with lockout, roles, CLI.
+"""Operator accounts of the dashboard: creation, password login, sessions, roles, CLI.
 
-Passwords are stored as werkzeug hashes (scrypt). After LOGIN_MAX_FAILURES wrong passwords in
-a row an account is locked for LOGIN_LOCKOUT_SECONDS; while locked even the right password is
-refused, so a guesser learns nothing from the answer.
+Passwords are stored as werkzeug hashes (scrypt). Failed logins are throttled per client
+address and typed name (login_throttle.py); while throttled even the right password is refused,
+so a guesser learns nothing from the answer. A login opens a session row (operator_sessions.py)
+that logout, a new password and disabling end.
 """
 from __future__ import annotations
 
 import secrets
 import sys
 from dataclasses import dataclass
-from datetime import timedelta
 
 import click
-from flask import current_app
 from flask.cli import AppGroup
 from flask_login import UserMixin
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from . import errors
+from . import errors, login_throttle, operator_sessions
 from .extensions import db
 from .models import OPERATOR_ROLES, Operator, utcnow
 
@@ -56,6 +55,11 @@ class SignedIn(UserMixin):
     id: int
     username: str
     role: str
+    session_token: str = ""
+
+    def get_id(self) -> str:
+        """What Flask-Login keeps in the cookie: the session's token, not the operator's id."""
+        return self.session_token
 
     def has_role(self, role: str) -> bool:
         return ROLE_RANK[self.role] >= ROLE_RANK[role]
@@ -65,8 +69,9 @@ class SignedIn(UserMixin):
         return f"operator:{self.username}"
 
 
-def signed_in(operator: Operator) -> SignedIn:
-    return SignedIn(operator.id, operator.username, operator.role)
+def open_session(operator: Operator) -> SignedIn:
+    token = operator_sessions.start(operator.id)
+    return SignedIn(operator.id, operator.username, operator.role, token)
 
 
 # ---------------------------------------------------------------- management
@@ -80,7 +85,7 @@ def create_operator(username: str, password: str, role: str) -> Operator:
     if find_operator(username) is not None:
         raise DuplicateOperator(f"operator {username!r} already exists", field="username")
     operator = Operator(username=username, password_hash=generate_password_hash(password),
-                        role=role, is_active=True, failed_logins=0, created_at=utcnow())
+                        role=role, is_active=True, created_at=utcnow())
     db.session.add(operator)
     try:
         db.session.commit()
@@ -91,14 +96,18 @@ def create_operator(username: str, password: str, role: str) -> Operator:
 
 
 def _checked_username(username: str) -> str:
-    username = (username or "").strip().lower()
+    username = normalised(username)
     if not 0 < len(username) <= 64 or not set(username) <= USERNAME_CHARACTERS:
         raise InvalidOperator("username: 1 to 64 of a-z, 0-9, '.', '_' and '-'", field="username")
     return username
 
 
+def normalised(username: str) -> str:
+    return (username or "").strip().lower()
+
+
 def find_operator(username: str) -> Operator | None:
-    query = select(Operator).where(Operator.username == (username or "").strip().lower())
+    query = select(Operator).where(Operator.username == normalised(username))
     return db.session.scalars(query).first()
 
 
@@ -114,20 +123,24 @@ def list_operators() -> list[Operator]:
 
 
 def set_active(operator_id: int, active: bool) -> Operator:
-    """Disabling ends the operator's sessions too: the session loader refuses inactive ones."""
+    """Disabling ends the operator's sessions; enabling unlocks their name."""
     operator = get_operator(operator_id)
     operator.is_active = active
     if active:
-        operator.failed_logins, operator.locked_until = 0, None
+        login_throttle.forget_name(operator.username)
+    else:
+        operator_sessions.end_all(operator.id, "disabled")
     db.session.commit()
     return operator
 
 
 def set_password(operator_id: int, password: str) -> Operator:
+    """A new password ends the operator's sessions and unlocks their name."""
     _check_password(password)
     operator = get_operator(operator_id)
     operator.password_hash = generate_password_hash(password)
-    operator.failed_logins, operator.locked_until = 0, None
+    operator_sessions.end_all(operator.id, "password_changed")
+    login_throttle.forget_name(operator.username)
     db.session.commit()
     return operator
 
@@ -138,11 +151,12 @@ def _check_password(password: str) -> None:
                               field="password")
 
 
-def load_signed_in(operator_id: str) -> SignedIn | None:
-    """Flask-Login's user loader: only active operators keep their session."""
-    known = operator_id.isdigit() and int(operator_id) < 2**63
-    operator = db.session.get(Operator, int(operator_id)) if known else None
-    return signed_in(operator) if operator is not None and operator.is_active else None
+def load_signed_in(session_token: str) -> SignedIn | None:
+    """Flask-Login's user loader: the operator of a live session, only while active."""
+    live = operator_sessions.find_live(session_token)
+    if live is None:
+        return None
+    return SignedIn(live.operator_id, live.username, live.role, session_token)
 
 
 def ensure_demo_admin() -> str:
@@ -159,34 +173,21 @@ def ensure_demo_admin() -> str:
 # ---------------------------------------------------------------- login
 
 
-def authenticate(username: str, password: str) -> Operator | None:
-    """The operator for a right password; None for a wrong one; LockedOut while locked."""
-    operator = find_operator(username)
-    if operator is None or not operator.is_active:
-        check_password_hash(_dummy(), password or "")
-        return None
-    if operator.locked_until is not None and operator.locked_until > utcnow():
+def authenticate(username: str, password: str, address: str) -> Operator | None:
+    """The operator for a right password from the client `address`; None for a wrong one, an
+    unknown name or a disabled operator, all counted alike; LockedOut while throttled."""
+    username = normalised(username)
+    if login_throttle.is_locked(address, username):
         raise LockedOut("too many failed attempts; try again later")
-    if not check_password_hash(operator.password_hash, password or ""):
-        _record_failure(operator.id)
+    operator = find_operator(username)
+    known = operator is not None and operator.is_active
+    hashed = operator.password_hash if known else _dummy()  # the same work for every name
+    if not check_password_hash(hashed, password or "") or not known:
+        login_throttle.record_failure(address, username)
         return None
-    if operator.failed_logins or operator.locked_until:
-        operator.failed_logins, operator.locked_until = 0, None
-        db.session.commit()
-    return operator
-
-
-def _record_failure(operator_id: int) -> None:
-    # One UPDATE .. RETURNING: concurrent wrong guesses each count.
-    failures = db.session.execute(
-        update(Operator).where(Operator.id == operator_id)
-        .values(failed_logins=Operator.failed_logins + 1).returning(Operator.failed_logins)
-    ).scalar_one()
-    if failures >= current_app.config["LOGIN_MAX_FAILURES"]:
-        seconds = current_app.config["LOGIN_LOCKOUT_SECONDS"]
-        db.session.execute(update(Operator).where(Operator.id == operator_id).values(
-            locked_until=utcnow() + timedelta(seconds=seconds), failed_logins=0))
+    login_throttle.forget_name_at(address, username)
     db.session.commit()
+    return operator
 
 
 def _dummy() -> str:

@@ -11,7 +11,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
 import seed
-from wallet_web import audit, queries
+from wallet_web import audit, ledger, operator_sessions, operators, queries
 from wallet_web.extensions import db
 from wallet_web.models import Account, Posting, Transaction, User
 
@@ -106,3 +106,21 @@ def test_the_money_limits_migration_keeps_an_existing_ledger(app, make_user, wal
     with pytest.raises(DBAPIError, match="append-only"):  # the rebuilt table keeps its triggers
         with db.engine.begin() as conn:
             conn.execute(text("DELETE FROM postings"))
+
+
+@pytest.mark.both_backends
+def test_the_sessions_migration_keeps_operators_and_what_they_did(app, make_user, wallet_of):
+    operator = operators.create_operator("olga", "long enough pass", "operator")
+    operator_id = operator.id
+    user = make_user()
+    ledger.topup(user, "GOLD", 5, "by-olga", actor=ledger.Actor("operator:olga", operator_id))
+    operator_sessions.start(operator_id)
+    db.session.remove()
+    downgrade(revision="0003")
+    with db.engine.connect() as conn:
+        assert "operator_sessions" not in db.inspect(conn).get_table_names()
+    upgrade()
+    assert [op.username for op in operators.list_operators()] == ["olga"]
+    assert queries.account_balance(wallet_of(user)) == 5
+    assert db.session.execute(select(Transaction.operator_id).where(
+        Transaction.reference_id == "by-olga")).scalar_one() == operator_id

@@ -43,6 +43,7 @@ def client(app):
 @pytest.fixture
 def operator_session(app, client):
     """A dashboard session of operator `ops-admin`, as Flask-Login keeps it in the cookie."""
+    from wallet_web import operator_sessions
     from wallet_web.extensions import db
     from wallet_web.models import OPERATOR_ROLES, Operator
 
@@ -50,7 +51,7 @@ def operator_session(app, client):
     db.session.add(operator)
     db.session.commit()
     with client.session_transaction() as session:
-        session["_user_id"] = str(operator.id)
+        session["_user_id"] = operator_sessions.start(operator.id)
         session["_fresh"] = True
     return operator
 

@@ -26,7 +26,8 @@ DATABASE = scratch_name("entrypoint")
 
 def entrypoint_env(tmp_path, port: int, **overrides) -> dict:
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}",
-           "DATABASE_URL": scratch_url("entrypoint"), "WALLET_ENV": "production", "SECRET_KEY": "entrypoint-test-secret",
+           "DATABASE_URL": scratch_url("entrypoint"), "WALLET_ENV": "production",
+           "SECRET_KEY": "entrypoint-test-secret-of-32-bytes", "METRICS_TOKEN": "scrape-secret",
            "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": "1",
            "GUNICORN_THREADS": "2", "DB_WAIT_SECONDS": "30",
            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
@@ -52,6 +53,9 @@ def test_the_entrypoint_waits_for_the_database_then_migrates_seeds_and_serves(
         ready = call(f"{base}/readyz")
         assert (ready.status, ready.json()["status"]) == (200, "ready")
         assert call(f"{base}/wallet/2/balance").status == 401
+        assert call(f"{base}/metrics").status == 401
+        scraper = {"Authorization": "Bearer scrape-secret"}
+        assert call(f"{base}/metrics", headers=scraper).status == 200
     finally:
         process.send_signal(signal.SIGTERM)  # gunicorn itself: the script exec'd it
         assert process.wait(timeout=40) == 0
@@ -63,7 +67,8 @@ def test_the_entrypoint_waits_for_the_database_then_migrates_seeds_and_serves(
     assert {"entrypoint", "migrate", "seed", "gunicorn.error", "wallet_web.access"} <= {
         line["logger"] for line in lines}
     with psycopg.connect(database_url.replace("+psycopg", "")) as conn:
-        assert conn.execute("SELECT username FROM users WHERE id = 2").fetchone() == ("alice",)
+        assert conn.execute("SELECT username FROM users").fetchall() == [("system",)]
+        assert conn.execute("SELECT count(*) FROM operators").fetchone() == (0,)
 
 
 def test_the_entrypoint_gives_up_when_the_database_never_comes(tmp_path):

@@ -4,9 +4,13 @@ import time
 
 import psycopg
 import pytest
+from alembic.script import ScriptDirectory
 
 from tests.conftest import build_app
 from tests.ops.support import app_with, free_port
+from wallet_web import MIGRATIONS_DIR
+
+HEAD = ScriptDirectory(MIGRATIONS_DIR).get_revision("head")
 
 
 def test_healthz_answers_without_a_key(client):
@@ -17,16 +21,16 @@ def test_healthz_answers_without_a_key(client):
 def test_readyz_is_ready_when_the_schema_is_at_the_migrations_head(client):
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.json == {"status": "ready", "revision": ["0002"]}
+    assert response.json == {"status": "ready", "revision": [HEAD.revision]}
 
 
 @pytest.fixture
 def pending_migration(database_url):
     """The database one revision behind the code, as after deploying new code unmigrated."""
     with psycopg.connect(database_url.replace("+psycopg", ""), autocommit=True) as conn:
-        conn.execute("UPDATE alembic_version SET version_num = '0001'")
+        conn.execute("UPDATE alembic_version SET version_num = %s", (HEAD.down_revision,))
         yield
-        conn.execute("UPDATE alembic_version SET version_num = '0002'")
+        conn.execute("UPDATE alembic_version SET version_num = %s", (HEAD.revision,))
 
 
 def test_readyz_is_not_ready_while_a_migration_is_pending(client, pending_migration):

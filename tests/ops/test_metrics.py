@@ -31,7 +31,7 @@ def test_requests_are_counted_by_route_template_and_status(client, bearer):
         assert client.get(f"/wallet/{user_id}/balance", headers=bearer).status_code == 200
     assert client.get("/wallet/2/balance").status_code == 401
     after = scrape(client)
-    route = "/wallet/<int:user_id>/balance"
+    route = "/wallet/<id:user_id>/balance"
     assert grew(before, after, "wallet_http_requests_total", route=route, method="GET",
                 status="200") == 2
     assert grew(before, after, "wallet_http_requests_total", route=route, method="GET",
@@ -87,3 +87,22 @@ def test_a_metrics_token_guards_the_endpoint_when_set(guarded_client):
     assert guarded_client.get("/metrics", headers=wrong).status_code == 401
     right = {"Authorization": "Bearer scrape-secret"}
     assert guarded_client.get("/metrics", headers=right).status_code == 200
+
+
+def production_client(database_url, **settings):
+    return app_with(database_url, WALLET_ENV="production", SECRET_KEY="s" * 32,
+                    **settings).test_client()
+
+
+def test_production_without_a_metrics_token_refuses_to_serve_metrics(database_url):
+    response = production_client(database_url, METRICS_TOKEN=None).get("/metrics")
+    assert response.status_code == 403
+    assert "set METRICS_TOKEN" in response.get_data(as_text=True)
+    assert "wallet_http_requests" not in response.get_data(as_text=True)
+
+
+def test_production_with_a_metrics_token_needs_it(database_url):
+    client = production_client(database_url, METRICS_TOKEN="scrape-secret")
+    assert client.get("/metrics").status_code == 401
+    right = {"Authorization": "Bearer scrape-secret"}
+    assert client.get("/metrics", headers=right).status_code == 200

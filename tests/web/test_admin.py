@@ -11,7 +11,7 @@ def test_an_admin_creates_an_operator(login):
     assert response.status_code == 303
     page = admin.get("/admin/operators").text
     assert "Operator sam (operator) created." in page
-    assert operators.authenticate("sam", "long enough pass").role == "operator"
+    assert operators.authenticate("sam", "long enough pass", "127.0.0.1").role == "operator"
 
 
 def test_operator_form_errors_are_inline_and_create_nothing(login):
@@ -35,10 +35,10 @@ def test_an_admin_disables_and_enables_an_operator_but_not_themselves(login, mak
     admin.get("/admin/operators")
     assert admin.post(f"/admin/operators/{other.id}/disable").status_code == 303
     db.session.rollback()  # the test's own session still holds the row as it read it
-    assert operators.authenticate("uma", "correct horse battery") is None
+    assert operators.authenticate("uma", "correct horse battery", "127.0.0.1") is None
     assert admin.post(f"/admin/operators/{other.id}/enable").status_code == 303
     db.session.rollback()
-    assert operators.authenticate("uma", "correct horse battery") is not None
+    assert operators.authenticate("uma", "correct horse battery", "127.0.0.1") is not None
     me = operators.find_operator("admin")
     assert admin.post(f"/admin/operators/{me.id}/disable").status_code == 403
     assert admin.post("/admin/operators/999/disable").status_code == 404

@@ -1,13 +1,15 @@
-"""Operator accounts: creation rules, hashed passwords, lockout, disabling, the CLI."""
+"""Operator accounts: creation rules, hashed passwords, throttling, disabling, the CLI."""
 from datetime import timedelta
 
 import pytest
 
-from wallet_web import operators
+from wallet_web import login_throttle, operator_sessions, operators
 from wallet_web.extensions import db
-from wallet_web.models import Operator, utcnow
+from wallet_web.models import LoginThrottle, Operator, utcnow
 
 from .conftest import PASSWORD
+
+HERE = "192.0.2.1"
 
 
 def test_a_password_is_stored_only_as_a_hash(app):
@@ -39,37 +41,41 @@ def test_a_username_is_taken_once(app, make_operator):
 
 def test_authenticate_checks_the_password(app, make_operator):
     make_operator("viewer", "frank")
-    assert operators.authenticate("frank", PASSWORD).username == "frank"
-    assert operators.authenticate("frank", PASSWORD + "x") is None
-    assert operators.authenticate("nobody", PASSWORD) is None
+    assert operators.authenticate(" Frank", PASSWORD, HERE).username == "frank"
+    assert operators.authenticate("frank", PASSWORD + "x", HERE) is None
+    assert operators.authenticate("nobody", PASSWORD, HERE) is None
 
 
-def test_repeated_failures_lock_the_account_even_for_the_right_password(app, make_operator):
-    operator = make_operator("operator", "gina")
+def test_repeated_failures_lock_the_name_here_even_for_the_right_password(app, make_operator):
+    make_operator("operator", "gina")
     for _ in range(app.config["LOGIN_MAX_FAILURES"]):
-        assert operators.authenticate("gina", "wrong password") is None
+        assert operators.authenticate("gina", "wrong password", HERE) is None
     with pytest.raises(operators.LockedOut):
-        operators.authenticate("gina", PASSWORD)
-    db.session.refresh(operator)
-    assert operator.locked_until > utcnow() + timedelta(seconds=60)
+        operators.authenticate("GINA", PASSWORD, HERE)
+    row = db.session.get(LoginThrottle, (HERE, login_throttle.name_hash("gina")))
+    assert row.locked_until > utcnow() + timedelta(seconds=60)
+    assert operators.authenticate("gina", PASSWORD, "192.0.2.2") is not None
 
 
 def test_a_lock_expires_and_success_resets_the_count(app, make_operator):
-    operator = make_operator("operator", "hank")
-    operators.authenticate("hank", "wrong password")
-    operator.locked_until = utcnow() - timedelta(seconds=1)
+    make_operator("operator", "hank")
+    for _ in range(app.config["LOGIN_MAX_FAILURES"]):
+        operators.authenticate("hank", "wrong password", HERE)
+    row = db.session.get(LoginThrottle, (HERE, login_throttle.name_hash("hank")))
+    row.locked_until = utcnow() - timedelta(seconds=1)
     db.session.commit()
-    assert operators.authenticate("hank", PASSWORD) is not None
-    db.session.refresh(operator)
-    assert (operator.failed_logins, operator.locked_until) == (0, None)
+    assert operators.authenticate("hank", PASSWORD, HERE) is not None
+    assert db.session.get(LoginThrottle, (HERE, login_throttle.name_hash("hank"))) is None
 
 
 def test_a_disabled_operator_cannot_log_in_nor_keep_a_session(app, make_operator):
     operator = make_operator("admin", "ivy")
-    assert operators.load_signed_in(str(operator.id)).role == "admin"
+    token = operators.open_session(operator).session_token
+    assert operators.load_signed_in(token).role == "admin"
     operators.set_active(operator.id, False)
-    assert operators.authenticate("ivy", PASSWORD) is None
-    assert operators.load_signed_in(str(operator.id)) is None
+    assert operators.authenticate("ivy", PASSWORD, HERE) is None
+    assert operators.load_signed_in(token) is None
+    assert operators.load_signed_in(operator_sessions.start(operator.id)) is None
 
 
 def test_roles_are_ranked(app):
@@ -85,7 +91,7 @@ def test_cli_creates_an_operator_with_the_password_from_stdin(app):
                            input=PASSWORD + "\n")
     assert result.exit_code == 0, result.output
     assert PASSWORD not in result.output
-    assert operators.authenticate("judy", PASSWORD).role == "operator"
+    assert operators.authenticate("judy", PASSWORD, HERE).role == "operator"
     listed = runner.invoke(args=["operators", "list"]).output
     assert "judy\toperator\tactive" in listed
 
@@ -109,12 +115,12 @@ def test_cli_disables_and_sets_a_password(app, make_operator):
     new = runner.invoke(args=["operators", "set-password", "mia"], input="another password\n")
     assert new.exit_code == 0
     operators.set_active(operators.find_operator("mia").id, True)
-    assert operators.authenticate("mia", "another password") is not None
+    assert operators.authenticate("mia", "another password", HERE) is not None
 
 
 def test_the_demo_admin_is_created_once(app):
     first = operators.ensure_demo_admin()
     password = first.rsplit(" / ", 1)[1]
-    assert operators.authenticate("admin", password).role == "admin"
+    assert operators.authenticate("admin", password, HERE).role == "admin"
     assert "exists" in operators.ensure_demo_admin()
     assert db.session.query(Operator).count() == 1

@@ -5,7 +5,6 @@ from flask import Blueprint, abort, flash, redirect, url_for
 from flask_login import current_user
 
 from .. import api_keys, errors, operators
-from ..models import utcnow
 from .forms import ApiKeyForm, OperatorForm
 from .permissions import can, login_required_everywhere
 from .rendering import render
@@ -19,6 +18,12 @@ def admins_only():
         abort(403, description="This needs the admin role.")
 
 
+@bp.route("")
+def index():
+    """Where the navigation's Admin link lands."""
+    return redirect(url_for("admin.operators_page"))
+
+
 # ---------------------------------------------------------------- operators
 
 
@@ -29,7 +34,7 @@ def operators_page():
 
 def _operators(form: OperatorForm, status: int = 200):
     return render("admin/operators.html", form=form, operators=operators.list_operators(),
-                  now=utcnow(), status=status)
+                  status=status)
 
 
 @bp.route("/operators", methods=["POST"])
@@ -51,7 +56,7 @@ def _show(form: OperatorForm, error: errors.LedgerError) -> None:
     (field.errors if field is not None else form.form_errors).append(error.message)
 
 
-@bp.route("/operators/<int:operator_id>/<any(disable, enable):change>", methods=["POST"])
+@bp.route("/operators/<id:operator_id>/<any(disable, enable):change>", methods=["POST"])
 def set_operator_active(operator_id: int, change: str):
     if operator_id == current_user.id:
         abort(403, description="You cannot disable your own account.")
@@ -88,7 +93,7 @@ def create_key():
     return _keys(ApiKeyForm(formdata=None), 201, created=(key, token))
 
 
-@bp.route("/api-keys/<int:key_id>/revoke", methods=["POST"])
+@bp.route("/api-keys/<id:key_id>/revoke", methods=["POST"])
 def revoke_key(key_id: int):
     revoked = api_keys.revoke_key(key_id)
     flash(f"API key {revoked.name} ({revoked.prefix}…) revoked.")
