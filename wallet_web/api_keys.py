@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -15,10 +16,12 @@ from datetime import datetime, timedelta
 import click
 from flask import current_app, g, request
 from flask.cli import AppGroup
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import Connection, bindparam, or_, select, update
+from sqlalchemy.exc import DBAPIError
 
 from . import errors, ledger
-from .extensions import db
+from .extensions import WRITE_LOCK, db
+from .limits import is_id
 from .models import API_SCOPES, ApiKey, utcnow
 
 TOKEN_PREFIX = "wk_"
@@ -26,6 +29,7 @@ DISPLAY_PREFIX_LENGTH = 10  # "wk_" and 7 characters: enough to tell keys apart 
 TOUCH_INTERVAL = timedelta(seconds=60)
 DEMO_KEY_NAME = "demo"
 CACHE_SIZE = 10_000
+log = logging.getLogger(__name__)
 
 api_keys = ApiKey.__table__
 LOOKUP = select(api_keys.c.id, api_keys.c.name, api_keys.c.scope, api_keys.c.last_used_at).where(
@@ -92,7 +96,7 @@ def create_key(name: str, scope: str = "read") -> tuple[ApiKey, str]:
 
 
 def revoke_key(key_id: int) -> ApiKey:
-    key = db.session.get(ApiKey, key_id) if 0 < key_id < 2**63 else None
+    key = db.session.get(ApiKey, key_id) if is_id(key_id) else None
     if key is None:
         raise UnknownApiKey(f"API key {key_id} does not exist", api_key_id=key_id)
     if key.revoked_at is None:
@@ -155,6 +159,7 @@ def _load_caller(key_hash: str) -> Caller | None:
         if conn.dialect.name == "postgresql":
             conn.execution_options(isolation_level="AUTOCOMMIT")
         row = conn.execute(LOOKUP, {"key_hash": key_hash}).first()
+        conn.rollback()  # ends SQLite's read transaction before any write
         if row is None:
             return None
         caller = Caller(*row)
@@ -164,14 +169,23 @@ def _load_caller(key_hash: str) -> Caller | None:
     return caller
 
 
-def _touch(conn, key_id: int, now: datetime) -> None:
+def _touch(conn: Connection, key_id: int, now: datetime) -> None:
+    """Best effort, in its own short write transaction: a request never fails over its key's
+    last_used_at. On SQLite the write must not upgrade a read transaction: under WAL that fails
+    at once (SQLITE_BUSY_SNAPSHOT, which busy_timeout does not retry) when another connection
+    wrote since the read began, whereas BEGIN IMMEDIATE waits for the write lock."""
     # The WHERE makes concurrent requests of one key write once, not once each.
-    conn.execute(update(api_keys).where(
+    statement = update(api_keys).where(
         api_keys.c.id == key_id,
         or_(api_keys.c.last_used_at.is_(None), api_keys.c.last_used_at <= now - TOUCH_INTERVAL),
-    ).values(last_used_at=now))
-    if conn.in_transaction() and conn.dialect.name != "postgresql":
-        conn.commit()
+    ).values(last_used_at=now)
+    conn.execution_options(**{WRITE_LOCK: True})  # PostgreSQL: autocommit, one round trip
+    try:
+        with conn.begin():
+            conn.execute(statement)
+    except DBAPIError as error:
+        log.warning("api key last_used_at not updated", extra={"fields": {
+            "api_key_id": key_id, "error": type(getattr(error, "orig", error)).__name__}})
 
 
 def bearer_token() -> str | None:

@@ -11,13 +11,16 @@ from .queries import TransactionFilters, filtered_transactions
 
 HEADER = ("transaction_id", "created_at", "kind", "reference_id", "account_id", "account",
           "user_id", "username", "asset", "amount", "balance_after", "description", "actor")
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_STARTS = "=+-@\uff1d\uff0b\uff0d\uff20"  # and their full-width forms
 ROWS_PER_CHUNK = 1000
 
 
 def neutralise(text: str) -> str:
-    """Prefix a quote so spreadsheets show a text cell instead of running a formula."""
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    """Prefix a quote so spreadsheets show a text cell instead of running a formula. Leading
+    whitespace counts too (tab, CR, LF, space, ideographic space...): spreadsheets may trim it
+    and then read what follows, and some read full-width ＝ as =."""
+    first = text[:1]
+    return "'" + text if first and (first in FORMULA_STARTS or first.isspace()) else text
 
 
 def audit_rows(filters: TransactionFilters) -> Iterator[tuple]:

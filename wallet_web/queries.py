@@ -6,7 +6,7 @@ stable while new rows arrive and cost the same at any depth (no OFFSET).
 from __future__ import annotations
 
 import base64
-import binascii
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Generic, TypeVar
@@ -16,10 +16,13 @@ from sqlalchemy.orm import selectinload
 
 from . import errors
 from .extensions import db
+from .inputs import parse_integer
+from .limits import is_id
 from .models import Account, Asset, BalanceShard, Posting, Transaction, User
 
 T = TypeVar("T")
 MAX_PAGE = 200
+CURSOR = re.compile(r"[A-Za-z0-9_-]{1,32}")  # url-safe base64 of "id:" and at most 19 digits
 
 
 @dataclass(frozen=True)
@@ -70,16 +73,22 @@ def encode_cursor(last_id: int) -> str:
 
 
 def decode_cursor(cursor: str | None) -> int | None:
+    """The last id a cursor names; InvalidCursor unless it is one encode_cursor could make."""
     if not cursor:
         return None
+    last_id = _cursor_id(cursor) if CURSOR.fullmatch(cursor) else None
+    if not is_id(last_id):
+        raise errors.InvalidCursor("cursor is not one this API returned")
+    return last_id
+
+
+def _cursor_id(cursor: str) -> int | None:
     try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        prefix, value = text.split(":", 1)
-        if prefix != "id" or not value.isdigit():
-            raise ValueError(text)
-        return int(value)
-    except (ValueError, UnicodeDecodeError, binascii.Error):
-        raise errors.InvalidCursor("cursor is not one this API returned") from None
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        return None
+    prefix, _, digits = text.partition(":")
+    return parse_integer(digits) if prefix == "id" else None
 
 
 def _page(rows: list, limit: int, id_of=lambda row: row.id) -> Page:
@@ -100,8 +109,9 @@ def find_users(term: str, limit: int = 20) -> list[User]:
     term = (term or "").strip()
     if not term:
         return []
-    if term.isdigit():
-        user = db.session.get(User, int(term)) if int(term) < 2**63 else None
+    user_id = parse_integer(term)
+    if is_id(user_id):
+        user = db.session.get(User, user_id)
         if user is not None:
             return [user]
     pattern = _escape_like(term.lower()) + "%"
@@ -116,7 +126,7 @@ def _escape_like(text: str) -> str:
 
 
 def _get(model, row_id: int, missing: type[errors.NotFound], **options):
-    row = db.session.get(model, row_id, **options) if 0 < row_id < 2**63 else None
+    row = db.session.get(model, row_id, **options) if is_id(row_id) else None
     if row is None:
         name = model.__name__.lower()
         raise missing(f"{name} {row_id} does not exist", **{f"{name}_id": row_id})
@@ -147,7 +157,7 @@ HOUSE_BALANCES = BALANCES.where(Account.allow_negative)
 
 def user_balances(user_id: int) -> list[AccountBalance]:
     balances = []
-    if 0 < user_id < 2**63:
+    if is_id(user_id):
         rows = db.session.execute(USER_BALANCES, {"user_id": user_id})
         balances = [AccountBalance(*row) for row in rows]
     if not balances:

@@ -9,6 +9,7 @@ elsewhere (it must not need the database to render).
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -19,13 +20,16 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from .api.errors import API_PREFIXES, error_response
+from .api.errors import error_response, is_api_path
 from .extensions import db
 
 log = logging.getLogger(__name__)
 # Statements the server gave up on and rolled back: retrying the same request is safe.
 TIMEOUT_SQLSTATES = {"57014": "statement timeout", "55P03": "lock timeout",
                      "40P01": "deadlock detected", "40001": "serialization failure"}
+# "database is locked": SQLite waited busy_timeout for a lock, or could not wait at all
+# (extended codes such as SQLITE_BUSY_SNAPSHOT keep the primary code in their low byte).
+SQLITE_LOCK_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 RETRY_AFTER = {"database_unavailable": "2", "database_timeout": "1"}
 MESSAGES = {
     "database_unavailable": "The database is unavailable. Retry the same request shortly.",
@@ -50,10 +54,17 @@ def classify(error: Exception) -> DatabaseTrouble | None:
     sqlstate = getattr(original, "sqlstate", None)
     if sqlstate in TIMEOUT_SQLSTATES:
         return DatabaseTrouble("database_timeout", TIMEOUT_SQLSTATES[sqlstate])
+    if isinstance(original, sqlite3.OperationalError) and _sqlite_locked(original):
+        return DatabaseTrouble("database_timeout", "database is locked")
     invalidated = isinstance(error, DBAPIError) and error.connection_invalidated
     if invalidated or isinstance(original, psycopg.OperationalError):
         return DatabaseTrouble("database_unavailable", "connection failed")
     return None
+
+
+def _sqlite_locked(error: sqlite3.OperationalError) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in SQLITE_LOCK_CODES
 
 
 def session_options(config: Mapping) -> str:
@@ -87,7 +98,7 @@ def database_error(error: Exception) -> Response:
         "code": trouble.code, "reason": trouble.reason,
         "error": type(getattr(error, "orig", error)).__name__}})
     message = MESSAGES[trouble.code].format(reason=trouble.reason)
-    respond = _json_page if request.path.startswith(API_PREFIXES) else _html_page
+    respond = _json_page if is_api_path(request.path) else _html_page
     response = respond(trouble.code, message)
     response.headers["Retry-After"] = RETRY_AFTER[trouble.code]
     return response

@@ -1,4 +1,6 @@
-"""The original flow end to end against a real server process (gunicorn) on the test database."""
+"""The original flow end to end against a real server process (gunicorn) on the test database,
+and bodies sent chunked (without Content-Length) through it."""
+import http.client
 import json
 import os
 import socket
@@ -7,10 +9,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from urllib.parse import urlsplit
 
 import pytest
 
-from wallet_web import ROOT_DIR, api_keys
+from wallet_web import ROOT_DIR, api_keys, queries
+from wallet_web.extensions import db
 
 
 def _free_port() -> int:
@@ -78,3 +82,45 @@ def test_original_flow_balance_topup_bonus_spend(live_server, app):
                            {"user_id": 2, "amount": 30, "reference_id": "e2e-spend"})
     assert (status, replay) == (200, receipt)
     assert _call(live_server, "wk_wrong", "GET", "/wallet/2/balance")[0] == 401
+
+
+# ---------------------------------------------------------------- chunked bodies
+
+
+def _post_chunked(base: str, token: str, path: str, body: bytes, chunk: int = 8192):
+    """POST with Transfer-Encoding: chunked (no Content-Length), as a streaming client sends."""
+    address = urlsplit(base)
+    conn = http.client.HTTPConnection(address.hostname, address.port, timeout=10)
+    try:
+        pieces = (body[start:start + chunk] for start in range(0, len(body), chunk))
+        conn.request("POST", path, body=pieces, encode_chunked=True, headers={
+            "Authorization": f"Bearer {token}", "Content-Type": "application/json",
+            "Transfer-Encoding": "chunked"})
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def _moved(reference_id: str) -> bool:
+    db.session.rollback()
+    return queries.find_transaction_by_reference(reference_id) is not None
+
+
+@pytest.mark.both_backends
+@pytest.mark.parametrize("tail", [b" " * 70_000, b" " * 65_600 + b"garbage"])
+def test_a_chunked_body_over_the_limit_is_413_and_moves_nothing(live_server, app, tail):
+    token = api_keys.create_key("chunked", "write")[1]
+    body = json.dumps({"user_id": 2, "amount": 5, "reference_id": "chunked-big"}).encode() + tail
+    status, reply = _post_chunked(live_server, token, "/wallet/topup", body)
+    assert (status, reply["error"]["code"]) == (413, "request_entity_too_large")
+    assert not _moved("chunked-big")
+
+
+@pytest.mark.both_backends
+def test_a_small_chunked_body_still_works(live_server, app):
+    token = api_keys.create_key("chunked", "write")[1]
+    body = json.dumps({"user_id": 2, "amount": 5, "reference_id": "chunked-small"}).encode()
+    status, reply = _post_chunked(live_server, token, "/wallet/topup", body + b" " * 30_000, 100)
+    assert (status, reply["balance"]) == (201, 105)
+    assert _moved("chunked-small")

@@ -17,6 +17,12 @@ def test_an_amount_above_the_assets_maximum_is_an_inline_error(login):
     assert count_transactions() == before and gold() == 100
 
 
+def test_an_amount_beyond_any_integer_column_is_the_same_inline_error(login):
+    response = login("admin").htmx("POST", "/users/2/topup", movement(amount="9" * 30))
+    assert response.status_code == 422
+    assert "Above the GOLD maximum of 1,000,000,000 per movement." in response.text
+
+
 def test_a_credit_beyond_the_maximum_balance_is_an_inline_error(login):
     assets.set_limits("GOLD", max_amount=1000, max_balance=1000)
     response = login("operator").htmx("POST", "/users/2/bonus", movement("bonus", amount="901"))

@@ -2,12 +2,14 @@
 
 Authentication is a bearer API key (no cookies), so the blueprints are exempt from CSRF.
 """
-from flask import Flask
+from flask import Flask, Response, request
 
 from ..extensions import csrf
 from . import errors, openapi, v1, wallet
 
 BLUEPRINTS = (wallet.bp, v1.bp, openapi.docs)
+# Balances and keys' data must not be cached; a body is never read as another type than sent.
+API_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 
 
 def register(app: Flask) -> None:
@@ -15,3 +17,12 @@ def register(app: Flask) -> None:
         csrf.exempt(blueprint)
         app.register_blueprint(blueprint)
     errors.register(app)
+    app.after_request(_api_headers)
+
+
+def _api_headers(response: Response) -> Response:
+    """App-wide, so errors raised before any API blueprint is chosen (404, 405) get them too."""
+    if errors.is_api_path(request.path):
+        for name, value in API_HEADERS.items():
+            response.headers.setdefault(name, value)
+    return response

@@ -15,6 +15,11 @@ from .. import errors
 API_PREFIXES = ("/wallet/", "/api/")
 
 
+def is_api_path(path: str) -> bool:
+    """/wallet, /api and everything under them: JSON errors and the API's headers."""
+    return (path + "/").startswith(API_PREFIXES)
+
+
 class MalformedJson(errors.LedgerError):
     code = "malformed_json"
     status = 400
@@ -67,9 +72,7 @@ def http_error(error: HTTPException) -> Response:
 
 def http_error_on_api_paths(error: HTTPException):
     """App-wide: routing errors (404, 405) happen before any blueprint is chosen."""
-    if request.path.startswith(API_PREFIXES) or request.path in ("/wallet", "/api"):
-        return http_error(error)
-    return error
+    return http_error(error) if is_api_path(request.path) else error
 
 
 def attach(blueprint: Blueprint) -> Blueprint:

@@ -1,23 +1,44 @@
 """Request and response models: the one source of truth for validation and the OpenAPI document.
 
-Bodies are validated strictly (JSON integers only: no "100" or 100.5 for an amount); query
-strings leniently, since every query value arrives as text.
+Bodies are validated strictly (JSON integers only: no "100" or 100.5 for an amount). Query
+values arrive as text: an integer there is ASCII digits (inputs.parse_integer), a timestamp an
+ISO 8601 date-time with an offset (pydantic alone would also read " 12 ", "1_0" or "12.0" as
+12, and a bare number as Unix time).
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
-from ..ledger import BIGINT_MAX
+from ..inputs import parse_integer
+from ..limits import BIGINT_MAX
 from ..models import TRANSACTION_KINDS
 from ..queries import MAX_PAGE
+
+ISO_DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}")
 
 
 def _encodable(text: str) -> str:
     text.encode("utf-8")  # a lone surrogate raises UnicodeEncodeError, a ValueError: 422
     return text
+
+
+def _ascii_integer(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    number = parse_integer(value)
+    if number is None:
+        raise ValueError("must be a whole number in ASCII digits")
+    return number
+
+
+def _iso_date_time(value: object) -> object:
+    if isinstance(value, str) and not ISO_DATE_TIME.match(value):
+        raise ValueError("must be an ISO 8601 date-time with an offset, like 2025-01-01T00:00:00Z")
+    return value
 
 
 def _utc(moment: datetime) -> datetime:
@@ -35,8 +56,10 @@ AssetCode = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{0,15}$", examples=["G
 ReferenceId = Annotated[Text, Field(min_length=1, max_length=128,
                                     description="idempotency key: the same request may be retried with it")]
 Description = Annotated[Text, Field(max_length=500)]
-Timestamp = Annotated[AwareDatetime, AfterValidator(_utc)]
-Limit = Annotated[int, Field(ge=1, le=MAX_PAGE)]
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_date_time), AfterValidator(_utc)]
+QueryInteger = BeforeValidator(_ascii_integer)
+QueryId = Annotated[Id, QueryInteger]
+Limit = Annotated[int, Field(ge=1, le=MAX_PAGE), QueryInteger]
 Kind = Literal[TRANSACTION_KINDS]
 
 
@@ -103,17 +126,17 @@ class WalletBalance(Out):
 
 class UserSearch(Query):
     q: Annotated[Text, Field(min_length=1, max_length=255, description="id, or username/email prefix")]
-    limit: Annotated[int, Field(ge=1, le=100)] = 20
+    limit: Annotated[int, Field(ge=1, le=100), QueryInteger] = 20
 
 
 class PageQuery(Query):
-    cursor: Annotated[Text, Field(max_length=200)] | None = None
+    cursor: Text | None = None  # any length: a cursor this API did not return is 400 invalid_cursor
     limit: Limit = 50
 
 
 class TransactionFilter(Query):
-    user_id: Id | None = None
-    account_id: Id | None = None
+    user_id: QueryId | None = None
+    account_id: QueryId | None = None
     asset: AssetCode | None = None
     kind: Kind | None = None
     reference_id: Annotated[Text, Field(max_length=128)] | None = None

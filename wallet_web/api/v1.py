@@ -32,7 +32,7 @@ def find_users(query: UserSearch):
     return json_response(UserList(items=[UserOut.model_validate(user) for user in users]))
 
 
-@api_route(bp, "/users/<int:user_id>", summary="A user with its accounts and balances",
+@api_route(bp, "/users/<id:user_id>", summary="A user with its accounts and balances",
            response=UserDetail)
 def user(user_id: int):
     found = queries.get_user(user_id)
@@ -40,7 +40,7 @@ def user(user_id: int):
     return json_response(UserDetail(**UserOut.model_validate(found).model_dump(), accounts=accounts))
 
 
-@api_route(bp, "/accounts/<int:account_id>", summary="An account and its exact balance",
+@api_route(bp, "/accounts/<id:account_id>", summary="An account and its exact balance",
            response=AccountOut)
 def account(account_id: int):
     found = queries.get_account(account_id)
@@ -48,7 +48,7 @@ def account(account_id: int):
     return json_response(AccountOut(**fields, balance=queries.account_balance(account_id)))
 
 
-@api_route(bp, "/accounts/<int:account_id>/postings", summary="Postings, newest first",
+@api_route(bp, "/accounts/<id:account_id>/postings", summary="Postings, newest first",
            query=PageQuery, response=PostingPage, errors=(400,))
 def account_postings(account_id: int, query: PageQuery):
     page = queries.account_postings(account_id, query.cursor, query.limit)
@@ -56,7 +56,7 @@ def account_postings(account_id: int, query: PageQuery):
     return json_response(PostingPage(items=items, next_cursor=page.next_cursor))
 
 
-@api_route(bp, "/accounts/<int:account_id>/balance", summary="Balance at a point in time",
+@api_route(bp, "/accounts/<id:account_id>/balance", summary="Balance at a point in time",
            query=BalanceAtQuery, response=BalanceAt)
 def balance_at(account_id: int, query: BalanceAtQuery):
     if query.at is None:
@@ -74,13 +74,13 @@ def transactions(query: TransactionQuery):
                                          next_cursor=page.next_cursor))
 
 
-@api_route(bp, "/transactions/<int:tx_id>", summary="A transaction with its postings",
+@api_route(bp, "/transactions/<id:tx_id>", summary="A transaction with its postings",
            response=TransactionOut)
 def transaction(tx_id: int):
     return json_response(_transaction(queries.get_transaction(tx_id)))
 
 
-@api_route(bp, "/transactions/<int:tx_id>/reversal", "POST", summary="Reverse a transaction",
+@api_route(bp, "/transactions/<id:tx_id>/reversal", "POST", summary="Reverse a transaction",
            scope="write", body=ReversalRequest, response=ReversalResponse, status=201,
            replayable=True, errors=(404, 409, 423))
 def reverse(tx_id: int, body: ReversalRequest):

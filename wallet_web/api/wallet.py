@@ -16,7 +16,7 @@ MOVEMENT = dict(scope="write", body=MovementRequest, response=MovementResponse, 
                 replayable=True, errors=(404, 409, 423))
 
 
-@api_route(bp, "/<int:user_id>/balance", summary="A user's wallets and GOLD total",
+@api_route(bp, "/<id:user_id>/balance", summary="A user's wallets and GOLD total",
            response=WalletBalance)
 def balance(user_id: int):
     wallets = [row for row in queries.user_balances(user_id) if row.kind == "wallet"]

@@ -3,7 +3,9 @@ from flask import Flask
 
 from .. import operators
 from ..extensions import login_manager
-from . import admin, auth, errors, ledger_browser, overview, permissions, rendering, users
+from . import (
+    admin, auth, errors, ledger_browser, overview, permissions, query_args, rendering, users,
+)
 
 BLUEPRINTS = (auth.bp, overview.bp, users.bp, ledger_browser.bp, admin.bp)
 
@@ -15,5 +17,6 @@ def register(app: Flask) -> None:
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     app.context_processor(lambda: {"can": permissions.can})
+    app.before_request(query_args.refuse_nul)
     rendering.register(app)
     errors.register(app)

@@ -6,7 +6,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import BadRequest, Forbidden, HTTPException, NotFound
 
 from .. import errors
-from ..api.errors import API_PREFIXES, http_error
+from ..api.errors import http_error, is_api_path
 from .rendering import is_htmx
 
 TITLES = {400: "Bad request", 403: "Not allowed", 404: "Not found"}
@@ -15,7 +15,7 @@ TITLES = {400: "Bad request", 403: "Not allowed", 404: "Not found"}
 def error_page(error: HTTPException):
     """Registered for 400, 403 and 404 app-wide (a more specific handler than the API's
     HTTPException one), so it hands API paths back to the JSON error shape."""
-    if request.path.startswith(API_PREFIXES) or request.path in ("/wallet", "/api"):
+    if is_api_path(request.path):
         return http_error(error)
     context = {"status": error.code, "title": TITLES.get(error.code, error.name),
                "message": _message(error)}

@@ -14,12 +14,14 @@ from wtforms.validators import (
 )
 from wtforms.widgets import TextInput
 
-from ..ledger import BIGINT_MAX
+from ..inputs import holds_nul, parse_integer
+from ..limits import BIGINT_MAX
 from ..models import API_SCOPES, OPERATOR_ROLES, TRANSACTION_KINDS
 
 DATETIME_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"]
 MOVEMENT_KINDS = ("topup", "bonus", "spend")
 MOVEMENT_TITLES = {"topup": "Top up", "bonus": "Bonus", "spend": "Spend"}
+NUL_MESSAGE = "This holds a NUL character, which cannot be stored: remove it."
 
 
 def new_reference() -> str:
@@ -27,39 +29,59 @@ def new_reference() -> str:
     return "web-" + uuid.uuid4().hex
 
 
+def refuse_nul(form, field) -> None:
+    """First validator of every field: PostgreSQL text cannot hold NUL."""
+    if holds_nul(*(value for value in field.raw_data or () if isinstance(value, str))):
+        raise StopValidation(NUL_MESSAGE)
+
+
+class RefusesNul:
+    """Base of every dashboard form: each field refuses NUL before any other check, with an
+    inline message, so no field ever takes one to the database."""
+
+    class Meta:
+        def bind_field(self, form, unbound_field, options):
+            field = super().bind_field(form, unbound_field, options)
+            field.validators = [refuse_nul, *field.validators]
+            return field
+
+
+class PostedForm(RefusesNul, FlaskForm):
+    """A form sent with POST (and its CSRF token)."""
+
+
+class QueryForm(RefusesNul, Form):
+    """A form read from the query string (GET, no CSRF), so a filtered view can be shared."""
+
+
 class WholeNumberField(IntegerField):
-    """A whole number (an amount in the asset's smallest unit, an id); "1,500" reads as 1500."""
+    """A whole number (an amount in the asset's smallest unit, an id) in ASCII digits;
+    "1,500" reads as 1500."""
 
     widget = TextInput()
 
     def process_formdata(self, valuelist):
-        if valuelist:
-            valuelist = [valuelist[0].replace(",", "").replace(" ", "").replace("_", "")]
-        if not valuelist or not valuelist[0]:
-            self.data = None  # left empty: InputRequired says so
-            return
-        try:
-            super().process_formdata(valuelist)
-        except ValueError:
-            self.data = None
-            raise ValueError("Enter a whole number, like 1500 (no decimals).") from None
+        text = valuelist[0].replace(",", "").replace(" ", "").replace("_", "") if valuelist else ""
+        self.data = parse_integer(text) if text else None  # left empty: InputRequired says so
+        if text and self.data is None:
+            raise ValueError("Enter a whole number, like 1500 (no decimals).")
 
     def pre_validate(self, form):
         if self.process_errors:  # unreadable: the range check would only repeat the problem
             raise StopValidation()
 
 
-class LoginForm(FlaskForm):
+class LoginForm(PostedForm):
     username = StringField("Username", [DataRequired(), Length(max=64)],
                            render_kw={"autocomplete": "username", "autofocus": True})
     password = PasswordField("Password", [DataRequired(), Length(max=256)],
                              render_kw={"autocomplete": "current-password"})
 
 
-class MovementForm(FlaskForm):
+class MovementForm(PostedForm):
     asset = SelectField("Asset", [DataRequired()])
     amount = WholeNumberField("Amount", [InputRequired("Enter an amount."),
-                                    NumberRange(1, BIGINT_MAX, "Enter an amount above zero.")],
+                                    NumberRange(min=1, message="Enter an amount above zero.")],
                          render_kw={"inputmode": "numeric", "autocomplete": "off"})
     reason = StringField("Reason", [DataRequired("Say why (it is recorded)."), Length(max=500)],
                          render_kw={"autocomplete": "off"})
@@ -73,7 +95,7 @@ class MovementForm(FlaskForm):
             self.reference_id.data = new_reference()
 
 
-class ReversalForm(FlaskForm):
+class ReversalForm(PostedForm):
     reason = StringField("Reason", [DataRequired("Say why (it is recorded)."), Length(max=500)])
     confirm = BooleanField("I confirm this reversal moves the amounts back",
                            [DataRequired("Tick to confirm the reversal.")])
@@ -85,7 +107,7 @@ class ReversalForm(FlaskForm):
             self.reference_id.data = new_reference()
 
 
-class OperatorForm(FlaskForm):
+class OperatorForm(PostedForm):
     username = StringField("Username", [DataRequired(), Length(max=64)],
                            render_kw={"autocomplete": "off"})
     password = PasswordField("Password", [DataRequired(), Length(min=10, max=256)],
@@ -93,13 +115,13 @@ class OperatorForm(FlaskForm):
     role = SelectField("Role", choices=[SelectChoice(role) for role in OPERATOR_ROLES])
 
 
-class ApiKeyForm(FlaskForm):
+class ApiKeyForm(PostedForm):
     name = StringField("Name", [DataRequired(), Length(max=64)], render_kw={"autocomplete": "off"})
     scope = SelectField("Scope", choices=[SelectChoice(scope) for scope in API_SCOPES])
 
 
-class LedgerFilterForm(Form):
-    """Read from the query string (GET, no CSRF), so a filtered view can be shared."""
+class LedgerFilterForm(QueryForm):
+    """The ledger's filters, kept in the URL."""
 
     kind = SelectField("Kind", [Optional()], choices=[SelectChoice("", "Any kind")]
                        + [SelectChoice(kind) for kind in TRANSACTION_KINDS])

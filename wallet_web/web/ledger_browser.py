@@ -10,6 +10,7 @@ from flask_login import current_user
 from .. import errors, exports, ledger, queries
 from .forms import LedgerFilterForm, ReversalForm
 from .permissions import login_required_everywhere, role_required
+from .query_args import read_by_a_form
 from .rendering import render
 
 bp = login_required_everywhere(Blueprint("ledger", __name__, url_prefix="/ledger"))
@@ -18,6 +19,7 @@ FILTER_NAMES = ("kind", "asset", "user_id", "reference_id", "since", "until")
 
 
 @bp.route("")
+@read_by_a_form(*FILTER_NAMES)
 def index():
     form, filters = _filters()
     page = None
@@ -37,6 +39,7 @@ def owner_names(transactions: list) -> dict[int, str]:
 
 
 @bp.route("/transactions.csv")
+@read_by_a_form(*FILTER_NAMES)
 def export_csv():
     _, filters = _filters()
     if filters is None:
@@ -66,7 +69,7 @@ def _shared_args() -> dict:
     return {name: request.args[name] for name in FILTER_NAMES if request.args.get(name)}
 
 
-@bp.route("/<int:tx_id>")
+@bp.route("/<id:tx_id>")
 def transaction(tx_id: int):
     context = _transaction_context(tx_id, ReversalForm(formdata=None))
     return render("ledger/transaction.html", **context)
@@ -80,7 +83,7 @@ def _transaction_context(tx_id: int, form: ReversalForm) -> dict:
             "reverses": queries.get_transaction(found.reverses_id) if found.reverses_id else None}
 
 
-@bp.route("/<int:tx_id>/reversal", methods=["POST"])
+@bp.route("/<id:tx_id>/reversal", methods=["POST"])
 @role_required("admin")
 def reverse(tx_id: int):
     queries.get_transaction(tx_id)

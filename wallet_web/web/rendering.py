@@ -5,7 +5,7 @@ from datetime import datetime
 
 from flask import Flask, Response, render_template, request
 
-from ..api.errors import API_PREFIXES
+from ..api.errors import is_api_path
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -42,7 +42,7 @@ def timestamp(value: datetime | None) -> str:
 
 
 def _secure_headers(response: Response) -> Response:
-    if request.path.startswith(API_PREFIXES) or request.path.startswith("/static/"):
+    if is_api_path(request.path) or request.path.startswith("/static/"):
         return response
     response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")

@@ -16,6 +16,9 @@ bp = login_required_everywhere(Blueprint("users", __name__, url_prefix="/users")
 HISTORY_PAGE = 20
 DEFAULT_ASSET = "GOLD"  # the forms and the history open on it when the user has that wallet
 FLOWS = {"topup": ledger.topup, "bonus": ledger.bonus, "spend": ledger.spend}
+# What the history link carries to the page: only these, since url_for would also read
+# arguments such as _external, _scheme or user_id from a query string passed through.
+HISTORY_ARGS = ("asset", "cursor")
 
 
 @dataclass(frozen=True)
@@ -55,15 +58,16 @@ def search():
 # ---------------------------------------------------------------- user page
 
 
-@bp.route("/<int:user_id>")
+@bp.route("/<id:user_id>")
 def user(user_id: int):
     return render("users/user.html", **_page_context(user_id, _movement_forms(None)))
 
 
-@bp.route("/<int:user_id>/history")
+@bp.route("/<id:user_id>/history")
 def history(user_id: int):
     if not is_htmx():
-        return redirect(url_for("users.user", user_id=user_id, **request.args))
+        kept = {name: request.args[name] for name in HISTORY_ARGS if request.args.get(name)}
+        return redirect(url_for("users.user", user_id=user_id, **kept))
     accounts = queries.user_balances(user_id)
     context = _history_context(accounts, request.args.get("asset"), request.args.get("cursor"))
     partial = "users/_history_rows.html" if request.args.get("rows") else "users/_history.html"
@@ -107,7 +111,7 @@ def _movement_forms(bound: MovementForm | None, asset: str | None = None) -> dic
 # ---------------------------------------------------------------- movements
 
 
-@bp.route("/<int:user_id>/<any(topup, bonus, spend):kind>", methods=["POST"])
+@bp.route("/<id:user_id>/<any(topup, bonus, spend):kind>", methods=["POST"])
 @role_required("operator")
 def movement(user_id: int, kind: str):
     queries.get_user(user_id)
@@ -161,7 +165,7 @@ def _explain(form: MovementForm, error: errors.LedgerError) -> None:
 
 
 def _failed(user_id: int, form: MovementForm):
-    if form.reference_id.data is None:
+    if form.reference_id.data is None or form.reference_id.errors:  # refused: a fresh one
         form.reference_id.data = new_reference()
     if is_htmx():
         return render("users/_movement_form.html", user=queries.get_user(user_id), form=form,
