@@ -24,13 +24,13 @@ from typing import Iterator
 
 from blinker import Namespace
 from flask import current_app
-from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.dialects import postgresql, sqlite
 
 from . import errors
 from .extensions import WRITE_LOCK, db
-from .limits import BALANCE_CEILING, BIGINT_MAX, HOUSE_SHARDS, SHARD_CEILING, is_id
+from .limits import BALANCE_CEILING, HOUSE_SHARDS, SHARD_CEILING, is_id
 from .models import (
     Account,
     Asset,

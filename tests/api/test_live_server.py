@@ -2,58 +2,14 @@
 and bodies sent chunked (without Content-Length) through it."""
 import http.client
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
 
 import pytest
 
-from wallet_web import ROOT_DIR, api_keys, queries
+from wallet_web import api_keys, queries
 from wallet_web.extensions import db
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def live_server(app, database_url, tmp_path):
-    port = _free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "WALLET_ENV": "test",
-           "SECRET_KEY": "live-server-test"}
-    log = open(tmp_path / "gunicorn.log", "wb")  # a file, so a chatty server never blocks
-    gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
-    server = subprocess.Popen([gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", "2",
-                               "--threads", "4", "wsgi:app"], cwd=ROOT_DIR, env=env,
-                              stdout=subprocess.DEVNULL, stderr=log)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_up(base, server, tmp_path / "gunicorn.log")
-        yield base
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
-
-
-def _wait_until_up(base: str, server, log_path, seconds: float = 30):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(log_path.read_text())
-        try:
-            urllib.request.urlopen(f"{base}/api/v1/openapi.json", timeout=2)
-            return
-        except OSError:  # refused, reset, or a slow first answer on a loaded machine
-            time.sleep(0.2)
-    raise TimeoutError("gunicorn did not start")
 
 
 def _call(base: str, token: str, method: str, path: str, body: dict | None = None):
