@@ -3,6 +3,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -79,3 +80,21 @@ def _wait_until_up(base: str, server, log_path, seconds: float = 30):
         except OSError:  # refused, reset, or a slow first answer on a loaded machine
             time.sleep(0.2)
     raise TimeoutError("gunicorn did not start")
+
+
+def at_once(app, count: int, request) -> list:
+    """request(client, n) from `count` threads released together, each with its own client
+    (and so its own connections); the responses in thread order."""
+    start, responses = threading.Barrier(count), [None] * count
+
+    def run(n):
+        client = app.test_client()
+        start.wait()
+        responses[n] = request(client, n)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return responses

@@ -2,7 +2,6 @@
 written in its own short write transaction, best effort; a locked SQLite database that does
 fail a request is the retryable 503."""
 import sqlite3
-import threading
 from datetime import timedelta
 
 import psycopg
@@ -13,6 +12,8 @@ from sqlalchemy.engine import make_url
 from wallet_web import api_keys, resilience
 from wallet_web.extensions import db
 from wallet_web.models import ApiKey, utcnow
+
+from .conftest import at_once
 
 pytestmark = pytest.mark.both_backends
 THREADS = 16
@@ -30,22 +31,6 @@ def _last_used(key_id: int):
     return db.session.get(ApiKey, key_id, populate_existing=True).last_used_at
 
 
-def _at_once(app, count: int, request) -> list:
-    start, responses = threading.Barrier(count), [None] * count
-
-    def run(n):
-        client = app.test_client()  # its own client, and so its own connections
-        start.wait()
-        responses[n] = request(client, n)
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return responses
-
-
 def test_a_burst_after_the_key_sat_idle_never_fails(app):
     key, token = api_keys.create_key("burst", "write")
     headers = {"Authorization": f"Bearer {token}"}
@@ -58,7 +43,7 @@ def test_a_burst_after_the_key_sat_idle_never_fails(app):
 
     for round_ in range(3):
         _idle_for_two_minutes(app, key.id)
-        responses = _at_once(app, THREADS, read_or_write)
+        responses = at_once(app, THREADS, read_or_write)
         assert [r.status_code for r in responses] == [201 if n % 2 == 0 else 200
                                                       for n in range(THREADS)], round_
         assert utcnow() - _last_used(key.id) < timedelta(seconds=30)

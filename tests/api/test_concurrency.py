@@ -7,28 +7,14 @@ from wallet_web import queries
 from wallet_web.extensions import db
 from wallet_web.models import Transaction
 
+from .conftest import at_once
+
 CLIENTS = 20
-
-
-def _at_once(app, count: int, request) -> list:
-    start, responses = threading.Barrier(count), [None] * count
-
-    def run(n):
-        client = app.test_client()  # its own client, and so its own connections
-        start.wait()
-        responses[n] = request(client)
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return responses
 
 
 def test_twenty_identical_topups_at_once_move_value_once(app, auth, wallet_of):
     body = {"user_id": 2, "amount": 25, "reference_id": "burst-1"}
-    responses = _at_once(app, CLIENTS, lambda c: c.post("/wallet/topup", json=body, headers=auth()))
+    responses = at_once(app, CLIENTS, lambda c, _: c.post("/wallet/topup", json=body, headers=auth()))
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [200] * (CLIENTS - 1) + [201]
     assert len({r.get_data() for r in responses}) == 1
@@ -45,12 +31,12 @@ def test_twenty_spends_with_one_reference_but_different_amounts_move_once(app, a
     amounts = iter([1, 2] * (CLIENTS // 2))
     lock = threading.Lock()
 
-    def request(client):
+    def request(client, _):
         with lock:
             amount = next(amounts)
         return spend(amount)(client)
 
-    responses = _at_once(app, CLIENTS, request)
+    responses = at_once(app, CLIENTS, request)
     created = [r for r in responses if r.status_code == 201]
     assert len(created) == 1
     winner = created[0].json
