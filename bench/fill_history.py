@@ -7,7 +7,7 @@ postings. Per wallet the generated movements alternate top-up (100..999) and spe
 wallet never goes below the balance it had; `balance_after` is that balance plus the running sum
 (a window over the posting ids, which grow in generation order), the cached wallet balance moves
 by the total, and each house account's total lands on one of its balance shards.
-One wallet in ten movements is a "whale" (alice by default), for a deep per-account history.
+One wallet in ten movements is a "whale" (user 2 by default), for a deep per-account history.
 """
 from __future__ import annotations
 

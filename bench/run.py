@@ -34,7 +34,8 @@ from bench.server import Gunicorn  # noqa: E402
 from bench.targets import evaluate  # noqa: E402
 
 OPENING_BALANCE = 1_000_000  # every user's GOLD, so that the mixed scenario's spends are covered
-WHALE_USER = 2  # alice: a tenth of the generated history, for deep per-account pages
+WHALE_USER = 2  # the first synthetic user (the bench seeds as production: no alice): a tenth of
+# the generated history, for deep per-account pages
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

@@ -109,6 +109,20 @@ def test_a_second_reversal_under_another_reference_is_refused(login):
     assert response.status_code == 422 and "already reversed" in response.text
 
 
+def test_a_reversal_under_a_reference_another_caller_took_is_refused_with_a_fresh_form(login):
+    spent = ledger.spend(2, "GOLD", 5, "web-spend-to-reverse")
+    ledger.topup(2, "GOLD", 1, "web-taken", actor=ledger.Actor("api:shop"))
+    admin = login("admin")
+    response = admin.post(f"/ledger/{spent.id}/reversal", {**REVERSAL, "reference_id": "web-taken"})
+    assert response.status_code == 422 and "taken by another caller" in response.text
+    fresh = re.search(r'name="reference_id" type="hidden" value="([^"]+)"', response.text).group(1)
+    assert fresh != "web-taken"
+    retried = admin.post(f"/ledger/{spent.id}/reversal", {**REVERSAL, "reference_id": fresh})
+    assert retried.status_code == 303
+    db.session.rollback()
+    assert queries.reversal_of(spent.id).reference_id == fresh
+
+
 def test_genesis_cannot_be_reversed(login):
     admin = login("admin")
     assert "Reverse this transaction" not in admin.get("/ledger/1").text

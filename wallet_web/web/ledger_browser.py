@@ -8,7 +8,7 @@ from flask import Blueprint, Response, redirect, request, stream_with_context, u
 from flask_login import current_user
 
 from .. import errors, exports, ledger, queries
-from .forms import LedgerFilterForm, ReversalForm
+from .forms import LedgerFilterForm, ReversalForm, new_reference
 from .permissions import login_required_everywhere, role_required
 from .query_args import read_by_a_form
 from .rendering import render
@@ -96,4 +96,6 @@ def reverse(tx_id: int):
             return redirect(url_for("ledger.transaction", tx_id=receipt.id), 303)
         except errors.LedgerError as error:
             form.form_errors.append(error.message)
+    if form.reference_id.errors or form.form_errors:  # refused: the next try is a new request
+        form.reference_id.data = new_reference()
     return render("ledger/transaction.html", status=422, **_transaction_context(tx_id, form))
