@@ -250,7 +250,8 @@ SHARD_UPDATE = (
     update(shards)
     .where(shards.c.account_id == bindparam("leg_account"), shards.c.shard == bindparam("leg_shard"),
            shards.c.balance + bindparam("leg_amount") >= -SHARD_CEILING,
-           shards.c.balance + bindparam("leg_amount") <= SHARD_CEILING)
+           shards.c.balance + bindparam("leg_amount") <= SHARD_CEILING,
+           ACTIVE_ACCOUNT.exists())
     .values(balance=shards.c.balance + bindparam("leg_amount"))
 )
 # Driver SQL (psycopg placeholders): this statement runs on every transfer on PostgreSQL,
@@ -381,13 +382,14 @@ def _apply_statements(conn, claim: dict, legs: list[Leg], rules):
 
 
 def _add_to_a_shard(conn, params: dict, first: int) -> bool:
-    """The leg on the random shard, or the next one that stays within its ceiling."""
-    if conn.execute(ACTIVE_ACCOUNT, params).first() is None:
-        return False
+    """The leg on the random shard or, when that one is near its ceiling (rare), on the next
+    one that stays within it. False when none can take it, or the account is frozen."""
     for step in range(HOUSE_SHARDS):
         shard = (first + step) % HOUSE_SHARDS
         if conn.execute(SHARD_UPDATE, {**params, "leg_shard": shard}).rowcount == 1:
             return True
+        if step == 0 and conn.execute(ACTIVE_ACCOUNT, params).first() is None:
+            return False
     return False
 
 

@@ -83,9 +83,15 @@ BEGIN
             RETURNING a.balance INTO v_balance;
             v_placed := FOUND;
         ELSE
-            v_placed := false;
-            IF EXISTS (SELECT 1 FROM accounts WHERE id = p_accounts[i] AND status = 'active') THEN
-                FOR k IN 0 .. 15 LOOP  -- the random shard first, then the next ones
+            UPDATE balance_shards SET balance = balance + p_amounts[i]
+             WHERE account_id = p_accounts[i] AND shard = p_shard
+               AND balance + p_amounts[i] BETWEEN -{SHARD_CEILING} AND {SHARD_CEILING}
+               AND EXISTS (SELECT 1 FROM accounts WHERE id = p_accounts[i] AND status = 'active');
+            v_placed := FOUND;
+            -- Rare: the random shard is near its ceiling (or the account is frozen).
+            IF NOT v_placed AND EXISTS (
+                    SELECT 1 FROM accounts WHERE id = p_accounts[i] AND status = 'active') THEN
+                FOR k IN 1 .. 15 LOOP
                     UPDATE balance_shards SET balance = balance + p_amounts[i]
                      WHERE account_id = p_accounts[i] AND shard = (p_shard + k) % 16
                        AND balance + p_amounts[i] BETWEEN -{SHARD_CEILING} AND {SHARD_CEILING};
