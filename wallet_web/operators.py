@@ -20,6 +20,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from . import errors, login_throttle, operator_sessions
 from .extensions import db
+from .limits import is_id
 from .models import OPERATOR_ROLES, Operator, utcnow
 
 ROLE_RANK = {"viewer": 0, "operator": 1, "admin": 2}
@@ -112,7 +113,7 @@ def find_operator(username: str) -> Operator | None:
 
 
 def get_operator(operator_id: int) -> Operator:
-    operator = db.session.get(Operator, operator_id) if 0 < operator_id < 2**63 else None
+    operator = db.session.get(Operator, operator_id) if is_id(operator_id) else None
     if operator is None:
         raise UnknownOperator(f"operator {operator_id} does not exist", operator_id=operator_id)
     return operator
