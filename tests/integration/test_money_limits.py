@@ -1,10 +1,14 @@
 """No value can overflow or become a float: per-asset limits, ceilings on every stored amount,
 house shards that never overflow, and refusals that commit nothing — on both backends."""
+import os
+import subprocess
+import sys
+
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
-from wallet_web import assets, audit, errors, ledger, queries
+from wallet_web import ROOT_DIR, assets, audit, errors, ledger, queries
 from wallet_web.extensions import db
 from wallet_web.limits import BALANCE_CEILING, BIGINT_MAX, HOUSE_SHARDS, SHARD_CEILING
 from wallet_web.models import Asset, BalanceShard, Posting, Transaction
@@ -190,3 +194,22 @@ def test_a_reversal_under_a_reference_of_another_caller_is_refused(make_user,
     spent = ledger.spend(user, "GOLD", 10, "s-1")
     ledger.topup(user, "GOLD", 1, "taken", actor=ledger.Actor("api:shop"))
     refused_changes_nothing(errors.ReferenceTaken, ledger.reverse, spent.id, "taken")
+
+
+def test_the_assets_commands_set_and_list_the_limits(app, database_url):
+    flask = [sys.executable, "-m", "flask", "--app", "wsgi", "assets"]
+    env = {**os.environ, "DATABASE_URL": database_url}
+
+    def run(*args):
+        return subprocess.run(flask + list(args), cwd=ROOT_DIR, env=env, capture_output=True,
+                              text=True, timeout=60)
+
+    changed = run("set-limits", "GOLD", "--max-amount", "500", "--max-balance", "9000")
+    refused = run("set-limits", "GOLD", "--max-amount", "9001")
+    listed = run("list")
+
+    assert changed.returncode == 0 and "max_amount=500 max_balance=9000" in changed.stdout
+    assert refused.returncode == 1 and "need 1 <= max_amount" in refused.stderr
+    assert "GOLD\tGold Coins\tmax_amount=500\tmax_balance=9000" in listed.stdout
+    db.session.rollback()
+    assert db.session.get(Asset, "GOLD").max_amount == 500
