@@ -20,6 +20,7 @@ from sqlalchemy import Connection, bindparam, or_, select, update
 from sqlalchemy.exc import DBAPIError
 
 from . import errors, ledger
+from .errors import InsufficientScope, InvalidKeyRequest, Unauthenticated, UnknownApiKey
 from .extensions import WRITE_LOCK, db
 from .limits import is_id
 from .models import API_SCOPES, ApiKey, utcnow
@@ -34,26 +35,6 @@ log = logging.getLogger(__name__)
 api_keys = ApiKey.__table__
 LOOKUP = select(api_keys.c.id, api_keys.c.name, api_keys.c.scope, api_keys.c.last_used_at).where(
     api_keys.c.key_hash == bindparam("key_hash"), api_keys.c.revoked_at.is_(None))
-
-
-class Unauthenticated(errors.LedgerError):
-    code = "unauthorized"
-    status = 401
-    headers = {"WWW-Authenticate": 'Bearer realm="wallet"'}
-
-
-class InsufficientScope(errors.LedgerError):
-    code = "insufficient_scope"
-    status = 403
-
-
-class InvalidKeyRequest(errors.LedgerError):
-    code = "invalid_api_key_request"
-    status = 422
-
-
-class UnknownApiKey(errors.NotFound):
-    code = "api_key_not_found"
 
 
 @dataclass(frozen=True)
@@ -236,7 +217,7 @@ def create_command(name: str, scope: str) -> None:
     """Create a key; it is printed once, alone on the last line."""
     try:
         key, token = create_key(name, scope)
-    except errors.LedgerError as error:
+    except errors.WalletError as error:
         raise click.ClickException(error.message) from None
     click.echo(f"created API key {key.id} {key.name!r} scope={key.scope}; store it now, "
                "it cannot be shown again:")
@@ -249,7 +230,7 @@ def revoke_command(key_id: int) -> None:
     """Revoke a key by id; requests with it get 401 from then on."""
     try:
         key = revoke_key(key_id)
-    except errors.LedgerError as error:
+    except errors.WalletError as error:
         raise click.ClickException(error.message) from None
     click.echo(f"revoked API key {key.id} {key.name!r}")
 

@@ -8,16 +8,12 @@ from flask.cli import AppGroup
 from sqlalchemy import select, update
 
 from . import errors
+from .errors import InvalidLimits
 from .extensions import db
 from .limits import BALANCE_CEILING
 from .models import Asset
 
 assets = Asset.__table__
-
-
-class InvalidLimits(errors.LedgerError):
-    code = "invalid_limits"
-    status = 422
 
 
 def list_assets() -> list[Asset]:
@@ -70,6 +66,6 @@ def set_limits_command(code: str, max_amount: int | None, max_balance: int | Non
     """Set an asset's limits (in its smallest unit); applies to the next movement."""
     try:
         asset = set_limits(code, max_amount=max_amount, max_balance=max_balance)
-    except errors.LedgerError as error:
+    except errors.WalletError as error:
         raise click.ClickException(error.message) from None
     click.echo(f"{asset.code}: max_amount={asset.max_amount} max_balance={asset.max_balance}")

@@ -1,8 +1,10 @@
-"""The domain exception tree. Each error carries its stable code and HTTP status."""
+"""The domain exception tree, the one place errors are defined. Each error carries its
+stable code and HTTP status; the API renders any WalletError as its JSON error, the dashboard
+as an inline message or an error page."""
 
 
-class LedgerError(Exception):
-    code = "ledger_error"
+class WalletError(Exception):
+    code = "error"
     status = 400
 
     def __init__(self, message: str, **details):
@@ -12,6 +14,12 @@ class LedgerError(Exception):
 
     def to_dict(self) -> dict:
         return {"code": self.code, "message": self.message, **self.details}
+
+
+class LedgerError(WalletError):
+    """A movement (or an account change) refused by the ledger's rules."""
+
+    code = "ledger_error"
 
 
 class InvalidAmount(LedgerError):
@@ -95,3 +103,99 @@ class DuplicateUser(LedgerError):
 class InvalidCursor(LedgerError):
     code = "invalid_cursor"
     status = 400
+
+
+class InvalidUser(LedgerError):
+    code = "invalid_user"
+    status = 422
+
+
+class UnknownStatus(LedgerError):
+    code = "invalid_status"
+    status = 422
+
+
+class AccountClosed(AccountFrozen):
+    code = "account_closed"
+
+
+class UserClosed(LedgerError):
+    code = "user_closed"
+    status = 409
+
+
+class BalanceNotZero(LedgerError):
+    code = "balance_not_zero"
+    status = 409
+
+
+class InvalidTransfer(LedgerError):
+    code = "invalid_transfer"
+    status = 422
+
+
+class InvalidMetadata(LedgerError):
+    code = "invalid_metadata"
+    status = 422
+
+
+# ---------------------------------------------------------------- requests and callers
+
+
+class MalformedJson(WalletError):
+    code = "malformed_json"
+    status = 400
+
+
+class UnsupportedContentType(WalletError):
+    code = "unsupported_media_type"
+    status = 415
+
+
+class InvalidRequest(WalletError):
+    code = "validation_error"
+    status = 422
+
+
+class Unauthenticated(WalletError):
+    code = "unauthorized"
+    status = 401
+    headers = {"WWW-Authenticate": 'Bearer realm="wallet"'}
+
+
+class InsufficientScope(WalletError):
+    code = "insufficient_scope"
+    status = 403
+
+
+class InvalidKeyRequest(WalletError):
+    code = "invalid_api_key_request"
+    status = 422
+
+
+class UnknownApiKey(NotFound):
+    code = "api_key_not_found"
+
+
+class InvalidOperator(WalletError):
+    code = "invalid_operator"
+    status = 422
+
+
+class DuplicateOperator(WalletError):
+    code = "operator_exists"
+    status = 409
+
+
+class UnknownOperator(NotFound):
+    code = "operator_not_found"
+
+
+class LockedOut(WalletError):
+    code = "operator_locked"
+    status = 429
+
+
+class InvalidLimits(WalletError):
+    code = "invalid_limits"
+    status = 422

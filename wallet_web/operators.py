@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from . import errors, login_throttle, operator_sessions
+from .errors import DuplicateOperator, InvalidOperator, LockedOut, UnknownOperator
 from .extensions import db
 from .limits import is_id
 from .models import OPERATOR_ROLES, Operator, utcnow
@@ -28,25 +29,6 @@ MIN_PASSWORD_LENGTH = 10
 DEMO_ADMIN = "admin"
 USERNAME_CHARACTERS = set("abcdefghijklmnopqrstuvwxyz0123456789._-")
 _dummy_hash: list[str] = []  # compared against for unknown usernames, to equalise timing
-
-
-class InvalidOperator(errors.LedgerError):
-    code = "invalid_operator"
-    status = 422
-
-
-class DuplicateOperator(errors.LedgerError):
-    code = "operator_exists"
-    status = 409
-
-
-class UnknownOperator(errors.NotFound):
-    code = "operator_not_found"
-
-
-class LockedOut(errors.LedgerError):
-    code = "operator_locked"
-    status = 429
 
 
 @dataclass(frozen=True)
@@ -211,7 +193,7 @@ def create_command(username: str, role: str) -> None:
     password = _read_password()
     try:
         operator = create_operator(username, password, role)
-    except errors.LedgerError as error:
+    except errors.WalletError as error:
         raise click.ClickException(error.message) from None
     click.echo(f"created operator {operator.id} {operator.username!r} role={operator.role}")
 
@@ -237,7 +219,7 @@ def set_password_command(username: str) -> None:
     operator = _named(username)
     try:
         set_password(operator.id, _read_password())
-    except errors.LedgerError as error:
+    except errors.WalletError as error:
         raise click.ClickException(error.message) from None
     click.echo(f"new password set for operator {operator.username!r}")
 

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from .. import errors
+from ..errors import InvalidRequest, MalformedJson
 
 API_PREFIXES = ("/wallet/", "/api/")
 
@@ -20,36 +21,17 @@ def is_api_path(path: str) -> bool:
     return (path + "/").startswith(API_PREFIXES)
 
 
-class MalformedJson(errors.LedgerError):
-    code = "malformed_json"
-    status = 400
-
-
-class UnsupportedContentType(errors.LedgerError):
-    code = "unsupported_media_type"
-    status = 415
-
-
-class InvalidRequest(errors.LedgerError):
-    code = "validation_error"
-    status = 422
-
-
 def error_response(status: int, body: dict, headers: dict | None = None) -> Response:
     response = Response(json.dumps({"error": body}), status=status, mimetype="application/json")
     response.headers.update(headers or {})
     return response
 
 
-def ledger_error(error: errors.LedgerError) -> Response:
+def domain_error(error: errors.WalletError) -> Response:
     return error_response(error.status, error.to_dict(), getattr(error, "headers", None))
 
 
-def validation_error(error: ValidationError) -> Response:
-    return ledger_error(from_validation(error))
-
-
-def from_validation(error: ValidationError) -> errors.LedgerError:
+def from_validation(error: ValidationError) -> errors.WalletError:
     problems = [_problem(item) for item in error.errors(include_url=False, include_input=False)]
     if any(item["type"] == "json_invalid" for item in problems):
         return MalformedJson("the body is not valid JSON: " + problems[0]["reason"])
@@ -77,8 +59,7 @@ def http_error_on_api_paths(error: HTTPException):
 
 def attach(blueprint: Blueprint) -> Blueprint:
     """Called once, when the blueprint module is imported (handlers cannot be added later)."""
-    blueprint.register_error_handler(errors.LedgerError, ledger_error)
-    blueprint.register_error_handler(ValidationError, validation_error)
+    blueprint.register_error_handler(errors.WalletError, domain_error)
     blueprint.register_error_handler(HTTPException, http_error)
     return blueprint
 

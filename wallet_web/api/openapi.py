@@ -10,12 +10,13 @@ import re
 from dataclasses import dataclass, field
 
 from flask import Blueprint, current_app, request, url_for
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
 from ..api_keys import check_scope
 from ..limits import BIGINT_MAX
-from .errors import MalformedJson, UnsupportedContentType
+from ..errors import MalformedJson, UnsupportedContentType
+from .errors import from_validation
 from .schemas import ErrorResponse
 
 REF = "#/components/schemas/{model}"
@@ -25,13 +26,14 @@ ERROR_TEXT = {
     401: "no API key, or an invalid or revoked one (`WWW-Authenticate: Bearer`)",
     403: "the key lacks the needed scope",
     404: "no such user, account or transaction",
-    409: "conflict: `already_reversed`, or `reference_taken` (the reference_id belongs to "
-         "another caller)",
+    409: "conflict: `already_reversed`, `reference_taken` (the reference_id belongs to "
+         "another caller), `user_exists`, `user_closed`, `balance_not_zero`",
     413: "body larger than the limit",
     415: "body is not `application/json`",
     422: "validation error (`field`, `reason`), or a refused movement (`insufficient_funds`, "
          "`amount_too_large`, `balance_limit`, `idempotency_key_reused`, ...)",
-    423: "account frozen (`account_frozen`)",
+    423: "account frozen (`account_frozen`: debits refused, credits land) or closed "
+         "(`account_closed`: everything refused)",
 }
 REPLAYED = {"Idempotent-Replayed": {"description": "`true` when this is the stored result "
                                     "of an earlier request with the same reference_id",
@@ -66,10 +68,13 @@ def api_route(blueprint: Blueprint, rule: str, method: str = "GET", *, summary: 
         def endpoint(**path):
             if scope:
                 check_scope(scope)
-            if body is not None:
-                path["body"] = parse_body(body)
-            if query is not None:
-                path["query"] = query.model_validate(request.args.to_dict())
+            try:
+                if body is not None:
+                    path["body"] = parse_body(body)
+                if query is not None:
+                    path["query"] = query.model_validate(request.args.to_dict())
+            except ValidationError as error:  # the request's fault; one in a response is ours
+                raise from_validation(error) from None
             return view(**path)
 
         blueprint.add_url_rule(rule, view_func=endpoint, methods=[method])
@@ -85,18 +90,23 @@ def parse_body(model: type[BaseModel]) -> BaseModel:
         raise UnsupportedContentType("send the body as application/json",
                                      content_type=request.mimetype)
     body = request.get_data(cache=False)
-    _refuse_repeated_keys(body)
+    _refuse_what_pydantic_forgives(body)
     return model.model_validate_json(body)
 
 
-def _refuse_repeated_keys(body: bytes) -> None:
+def _refuse_what_pydantic_forgives(body: bytes) -> None:
     """pydantic keeps the last of repeated keys, so {"amount": 1, "amount": 1000000} would move
-    the second amount. The stdlib's C parser finds repeats for a few microseconds; a body it
-    cannot read is left to pydantic, whose error says why."""
+    the second amount; and it reads NaN and Infinity, which are not JSON (a 422 for a body that
+    is a 400). The stdlib's C parser finds both for a few microseconds; a body it cannot read is
+    left to pydantic, whose error says why."""
     try:  # decoded here: faster than json's own encoding detection, and pydantic wants UTF-8
-        json.loads(body.decode(), object_pairs_hook=_unique_keys)
+        json.loads(body.decode(), object_pairs_hook=_unique_keys, parse_constant=_not_json)
     except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError included
         return
+
+
+def _not_json(constant: str):
+    raise MalformedJson(f"the body is not valid JSON: {constant} is not a JSON value")
 
 
 def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
@@ -211,9 +221,10 @@ def _responses(op: Operation, refs) -> dict:
                "content": {op.media_type: content}}
     responses = {str(op.status): success}
     if op.replayable:
-        responses["200"] = {"description": "replay: the stored result of the first request "
-                            "with this reference_id and body", "headers": REPLAYED,
-                            "content": {op.media_type: content}}
+        replay = ("replay: the stored result of the first request with this reference_id "
+                  "and body")
+        responses["200"] = {"description": f"OK, or a {replay}" if op.status == 200 else replay,
+                            "headers": REPLAYED, "content": {op.media_type: content}}
     error_ref = {"application/json": {"schema": refs[(ErrorResponse, "serialization")]}}
     for status in sorted(_error_statuses(op)):
         responses[str(status)] = {"description": ERROR_TEXT.get(status, "error"), "content": error_ref}

@@ -46,12 +46,12 @@ def create_operator():
                 form.username.data, form.password.data, form.role.data)
             flash(f"Operator {created.username} ({created.role}) created.")
             return redirect(url_for("admin.operators_page"), 303)
-        except errors.LedgerError as error:
+        except errors.WalletError as error:
             _show(form, error)
     return _operators(form, 422)
 
 
-def _show(form: OperatorForm, error: errors.LedgerError) -> None:
+def _show(form: OperatorForm, error: errors.WalletError) -> None:
     field = getattr(form, error.details.get("field") or "", None)
     (field.errors if field is not None else form.form_errors).append(error.message)
 
@@ -87,7 +87,7 @@ def create_key():
         return _keys(form, 422)
     try:
         key, token = api_keys.create_key(form.name.data, form.scope.data)
-    except errors.LedgerError as error:
+    except errors.WalletError as error:
         form.name.errors.append(error.message)
         return _keys(form, 422)
     return _keys(ApiKeyForm(formdata=None), 201, created=(key, token))

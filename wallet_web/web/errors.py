@@ -30,7 +30,7 @@ def _message(error: HTTPException) -> str:
     return error.description or ""
 
 
-def refused(error: errors.LedgerError):
+def refused(error: errors.WalletError):
     """A domain error no form caught: a record that does not exist is the 404 page, anything
     else (a tampered cursor in a link) the 400 page."""
     if isinstance(error, errors.NotFound) and error.status == 404:
@@ -41,5 +41,5 @@ def refused(error: errors.LedgerError):
 def register(app: Flask) -> None:
     for exception in (BadRequest, CSRFError, Forbidden, NotFound):
         app.register_error_handler(exception, error_page)
-    # API blueprints handle their own LedgerErrors first; this only sees the dashboard's.
-    app.register_error_handler(errors.LedgerError, refused)
+    # API blueprints handle their own WalletErrors first; this only sees the dashboard's.
+    app.register_error_handler(errors.WalletError, refused)
