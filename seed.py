@@ -11,7 +11,7 @@ gets none of these.
 import argparse
 import sys
 
-from wallet_web import api_keys, create_app, ledger, operators, queries
+from wallet_web import accounts, api_keys, create_app, ledger, operators, queries
 from wallet_web.extensions import db
 
 ASSETS = [("GOLD", "Gold Coins"), ("DIAMOND", "Diamonds"), ("LOYALTY", "Loyalty Points")]
@@ -27,11 +27,11 @@ def seed_demo() -> None:
 
 def seed_base() -> None:
     """What every environment needs: the system user, assets, house accounts, genesis."""
-    ledger.ensure_system_user()
+    accounts.ensure_system_user()
     for code, name in ASSETS:
-        ledger.ensure_asset(code, name)
+        accounts.ensure_asset(code, name)
     for code, _ in ASSETS:
-        house = ledger.ensure_house_accounts(code)
+        house = accounts.ensure_house_accounts(code)
         ledger.post(
             "genesis",
             [ledger.Leg(house["equity"], -GENESIS_SUPPLY), ledger.Leg(house["treasury"], GENESIS_SUPPLY)],
@@ -42,7 +42,7 @@ def seed_base() -> None:
 
 def seed_demo_users() -> None:
     for username, email, gold in DEMO_USERS:
-        user_id = ledger.ensure_user(username, email)
+        user_id = accounts.ensure_user(username, email)
         ledger.topup(user_id, "GOLD", gold, f"seed:topup:{username}", description="Opening balance")
 
 
@@ -51,7 +51,7 @@ def seed_synthetic_users(count: int, batch: int = 5000) -> int:
     start = queries.count_users_named("load-")
     for first in range(start, start + count, batch):
         names = range(first, min(first + batch, start + count))
-        ledger.create_users_bulk([(f"load-{n}", f"load-{n}@example.test") for n in names])
+        accounts.create_users_bulk([(f"load-{n}", f"load-{n}@example.test") for n in names])
     refresh_statistics()
     return start + count
 

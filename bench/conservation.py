@@ -1,10 +1,10 @@
 """API-level conservation: each user's balance moved by exactly the sum of its successful
-(201) requests, top-up and bonus adding, spend taking away."""
+(posted) requests, top-up and bonus adding, spend taking away."""
 from __future__ import annotations
 
 
 def expected_moves(moves: dict[str, int], unknown: list[dict], committed: set[str]) -> dict[int, int]:
-    """Per user: the 201s, plus the requests whose answer was lost but the ledger holds."""
+    """Per user: the postings, plus the requests whose answer was lost but the ledger holds."""
     expected = {int(user): delta for user, delta in moves.items()}
     for call in unknown:
         if call["reference_id"] in committed:

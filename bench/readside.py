@@ -5,7 +5,6 @@ time plus a local round trip); each figure is over `samples` requests after a sh
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import re
@@ -18,6 +17,7 @@ import psutil
 from wallet_web.queries import encode_cursor  # the API's own cursor, to start deep in a list
 
 from .common import connect, flask
+from . import load
 from .load import percentile
 
 WARMUP = 5
@@ -190,10 +190,10 @@ async def csv_export(base: str, key: str, worker_pids: list[int]) -> dict:
 def measure(url: str, base: str, key: str, users: list[int], worker_pids: list[int],
             whale_user: int, samples: int) -> dict:
     deep = deep_points(url, whale_user)
-    results = {"deep_points": deep, **asyncio.run(api_pages(base, key, users, deep, samples))}
+    results = {"deep_points": deep, **load.run_coroutine(api_pages(base, key, users, deep, samples))}
     skipped = create_operator(url)
     dashboard = ({"skipped": f"operators create failed: {skipped}"} if skipped
-                 else asyncio.run(dashboard_pages(base, users, deep, samples)))
+                 else load.run_coroutine(dashboard_pages(base, users, deep, samples)))
     results["dashboard"] = dashboard
-    results["csv_export"] = asyncio.run(csv_export(base, key, worker_pids))
+    results["csv_export"] = load.run_coroutine(csv_export(base, key, worker_pids))
     return results

@@ -15,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 import seed
-from wallet_web import create_app, ledger
+from wallet_web import accounts, create_app, ledger
 from wallet_web.config import TestConfig
 from wallet_web.extensions import db
 
@@ -104,7 +104,7 @@ def make_user(app):
 
     def make(balance: int = 0, asset: str = "GOLD", name: str | None = None) -> int:
         name = name or f"user{next(counter)}"
-        user_id = ledger.create_user(name, f"{name}@example.test")
+        user_id = accounts.create_user(name, f"{name}@example.test")
         if balance:
             ledger.topup(user_id, asset, balance, f"fixture:{name}:{asset}")
         return user_id

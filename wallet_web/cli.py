@@ -19,6 +19,7 @@ def verify_command() -> None:
 
 
 def register(app: Flask) -> None:
+    from .accounts import users_cli
     from .api_keys import api_keys_cli
     from .assets import assets_cli
     from .operators import operators_cli
@@ -27,3 +28,4 @@ def register(app: Flask) -> None:
     app.cli.add_command(api_keys_cli)
     app.cli.add_command(assets_cli)
     app.cli.add_command(operators_cli)
+    app.cli.add_command(users_cli)

@@ -24,11 +24,11 @@ from typing import Iterator
 
 from blinker import Namespace
 from flask import current_app
-from sqlalchemy import Connection, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.dialects import postgresql, sqlite
 
-from . import errors
+from . import errors, kinds
 from .extensions import WRITE_LOCK, db
 from .limits import BALANCE_CEILING, HOUSE_SHARDS, SHARD_CEILING, is_id
 from .models import (
@@ -41,8 +41,6 @@ from .models import (
     utcnow,
 )
 
-HOUSE_KINDS = ("treasury", "promotions", "revenue", "equity")
-SYSTEM_USERNAME = "system"
 ACCOUNT_CACHE_SIZE = 200_000
 
 # Observers (metrics, logs) subscribe here; the ledger never depends on them.
@@ -99,20 +97,49 @@ class Receipt:
 # ---------------------------------------------------------------- flows
 
 
+def move(kind: str, user_id: int, asset: str, amount: int, reference_id: str, *,
+         source: str | None = None, **options) -> Receipt:
+    """A movement between a user's wallet and the house account its kind names (kinds.py);
+    `source` picks another of the kind's allowed house accounts (a bonus from the treasury)."""
+    flow = kinds.get(kind)
+    house = source or flow.house
+    if house != flow.house and house not in flow.sources:
+        allowed = " or ".join(flow.sources)
+        raise errors.UnknownAccount(f"{kind} source must be {allowed}, not {source!r}")
+    return _user_flow(kind, house, flow.sign, user_id, asset, amount, reference_id, **options)
+
+
 def topup(user_id: int, asset: str, amount: int, reference_id: str, **options) -> Receipt:
-    return _user_flow("topup", "treasury", +1, user_id, asset, amount, reference_id, **options)
+    return move("topup", user_id, asset, amount, reference_id, **options)
 
 
-def bonus(
-    user_id: int, asset: str, amount: int, reference_id: str, source: str = "promotions", **options
-) -> Receipt:
-    if source not in ("promotions", "treasury"):
-        raise errors.UnknownAccount(f"bonus source must be promotions or treasury, not {source!r}")
-    return _user_flow("bonus", source, +1, user_id, asset, amount, reference_id, **options)
+def bonus(user_id: int, asset: str, amount: int, reference_id: str, **options) -> Receipt:
+    return move("bonus", user_id, asset, amount, reference_id, **options)
 
 
 def spend(user_id: int, asset: str, amount: int, reference_id: str, **options) -> Receipt:
-    return _user_flow("spend", "revenue", -1, user_id, asset, amount, reference_id, **options)
+    return move("spend", user_id, asset, amount, reference_id, **options)
+
+
+def transfer(from_user: int, to_user: int, asset: str, amount: int, reference_id: str, *,
+             description: str = "", metadata: dict | None = None,
+             actor: Actor = SYSTEM) -> Receipt:
+    """From one user's wallet to another's, same asset. Both wallets are locked in ascending
+    id order like every other movement, so opposite transfers cannot deadlock."""
+    check_amount(amount)
+    if from_user == to_user:
+        raise errors.InvalidTransfer("a transfer needs two different users", user_id=from_user)
+    payload = {"kind": "transfer", "user_id": from_user, "to_user_id": to_user, "asset": asset,
+               "amount": amount, "description": description, "metadata": metadata}
+    with _announced("transfer", asset) as announce:
+        with _posting_connection() as conn:
+            source, source_rule = _wallet(conn, from_user, asset)
+            target, target_rule = _wallet(conn, to_user, asset)
+            legs = [Leg(source, -amount), Leg(target, amount)]
+            receipt = _post(conn, "transfer", legs, reference_id, payload,
+                            description=description, metadata=metadata, actor=actor,
+                            rules={source: source_rule, target: target_rule})
+        return announce.posted(receipt)
 
 
 def reverse(
@@ -124,7 +151,7 @@ def reverse(
             original = _load_receipt(conn, transactions.c.id == transaction_id)
             if original is None:
                 raise errors.UnknownTransaction(f"transaction {transaction_id} does not exist")
-            if original.kind in ("reversal", "genesis"):
+            if not kinds.is_reversible(original.kind):
                 raise errors.NotReversible(f"a {original.kind} transaction cannot be reversed")
             legs = [Leg(p.account_id, -p.amount) for p in original.postings]
             receipt = _post(
@@ -187,18 +214,6 @@ class _announced:
 
 
 @contextmanager
-def _write_transaction() -> Iterator[Connection]:
-    """A real transaction (setup functions); SQLite takes its write lock at BEGIN."""
-    # End the caller's read-only session transaction first: it releases its pooled connection,
-    # and on SQLite its snapshot, so reads after this write see it.
-    db.session.rollback()
-    with db.engine.connect() as conn:
-        conn.execution_options(**{WRITE_LOCK: True})
-        with conn.begin():
-            yield conn
-
-
-@contextmanager
 def _posting_connection() -> Iterator[Connection]:
     """Where transfers run. On PostgreSQL each statement commits by itself, because the one
     that writes (ledger_apply) is atomic on its own; everything before it only reads."""
@@ -233,12 +248,14 @@ def _asset_limit(column):
     return select(column).where(assets.c.code == accounts.c.asset_code).scalar_subquery()
 
 
-# The statements below are the SQLite copy of ledger_apply (migrations 0002, 0003): a change
+# The statements below are the SQLite copy of ledger_apply (migrations 0002, 0003, 0005): a change
 # to one is a change to both, and tests/integration/test_ledger_rules.py runs on both.
 _after = accounts.c.balance + bindparam("leg_amount")
 WALLET_UPDATE = (  # a debit may leave a wallet above a lowered max_balance; a credit may not
-    update(accounts)
-    .where(accounts.c.id == bindparam("leg_account"), accounts.c.status == "active",
+    update(accounts)  # a frozen wallet takes credits only, a closed one nothing
+    .where(accounts.c.id == bindparam("leg_account"),
+           or_(accounts.c.status == "active",
+               and_(accounts.c.status == "frozen", bindparam("leg_amount") > 0)),
            bindparam("leg_size") <= _asset_limit(assets.c.max_amount), _after >= 0,
            or_(bindparam("leg_amount") < 0, _after <= _asset_limit(assets.c.max_balance)))
     .values(balance=_after)
@@ -422,8 +439,13 @@ def _raise_refusal(conn, leg: Leg):
     """Why the write refused a leg (only refusals pay for this read)."""
     facts = conn.execute(REFUSAL_FACTS, {"account_id": leg.account_id}).one()
     account = leg.account_id
-    if facts.status != "active":
-        raise errors.AccountFrozen(f"account {account} is {facts.status}", account_id=account)
+    if facts.status == "closed":
+        raise errors.AccountClosed(f"account {account} is closed", account_id=account,
+                                   status=facts.status)
+    if facts.status != "active" and (leg.amount < 0 or facts.allow_negative):
+        raise errors.AccountFrozen(f"account {account} is frozen: it takes credits only"
+                                   if not facts.allow_negative else f"account {account} is frozen",
+                                   account_id=account, status=facts.status)
     if facts.allow_negative:
         raise errors.BalanceLimit(
             f"house account {account} cannot take {leg.amount:+}: every shard is at its ceiling",
@@ -465,12 +487,18 @@ def _receipt_of(conn, tx) -> Receipt:
 def _wallet_and_house(conn, user_id: int, asset: str, house_kind: str):
     """(wallet id, house account id, rules of both). Accounts are never deleted and these
     facts never change (status is checked by the write itself), so they are cached per app."""
+    wallet_id, wallet = _wallet(conn, user_id, asset)
+    cache = current_app.extensions.setdefault("ledger_accounts", {})
+    house = _cached(cache, (house_kind, asset), _find_house, conn, house_kind, asset)
+    return wallet_id, house.id, {wallet_id: wallet, house.id: house}
+
+
+def _wallet(conn, user_id: int, asset: str):
     if not is_id(user_id):
         raise errors.UnknownUser(f"user {user_id!r} does not exist", user_id=user_id)
     cache = current_app.extensions.setdefault("ledger_accounts", {})
     wallet = _cached(cache, ("wallet", user_id, asset), _find_wallet, conn, user_id, asset)
-    house = _cached(cache, (house_kind, asset), _find_house, conn, house_kind, asset)
-    return wallet.id, house.id, {wallet.id: wallet, house.id: house}
+    return wallet.id, wallet
 
 
 def _cached(cache: dict, key: tuple, find, *args):
@@ -523,106 +551,3 @@ def check_reference(reference_id) -> None:
 def fingerprint_of(payload: dict) -> str:
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-# ---------------------------------------------------------------- setup (seed, tests, admin)
-
-
-def ensure_asset(code: str, name: str, scale: int = 0) -> None:
-    with _write_transaction() as conn:
-        if conn.execute(select(assets.c.code).where(assets.c.code == code)).first() is None:
-            conn.execute(insert(assets).values(code=code, name=name, scale=scale, created_at=utcnow()))
-
-
-def ensure_system_user() -> int:
-    return ensure_user(SYSTEM_USERNAME, "system@wallet.internal", open_wallets=False)
-
-
-def ensure_house_accounts(asset: str) -> dict[str, int]:
-    """Treasury, Promotions, Revenue and Equity accounts of the system user for one asset."""
-    system_id = ensure_system_user()
-    with _write_transaction() as conn:
-        existing = dict(conn.execute(
-            select(accounts.c.kind, accounts.c.id)
-            .where(accounts.c.user_id == system_id, accounts.c.asset_code == asset)
-        ).all())
-        for kind in HOUSE_KINDS:
-            if kind not in existing:
-                existing[kind] = _open_house_account(conn, system_id, asset, kind)
-        return existing
-
-
-def _open_house_account(conn, system_id: int, asset: str, kind: str) -> int:
-    account_id = conn.execute(
-        insert(accounts).values(
-            user_id=system_id, asset_code=asset, kind=kind, name=f"{kind.title()} {asset}",
-            balance=0, allow_negative=True, status="active", created_at=utcnow(),
-        ).returning(accounts.c.id)
-    ).scalar_one()
-    conn.execute(insert(shards), [
-        {"account_id": account_id, "shard": n, "balance": 0} for n in range(HOUSE_SHARDS)
-    ])
-    return account_id
-
-
-def ensure_user(username: str, email: str, *, open_wallets: bool = True) -> int:
-    with _write_transaction() as conn:
-        user_id = conn.execute(select(users.c.id).where(users.c.username == username)).scalar()
-        if user_id is None:
-            user_id = _insert_users(conn, [(username, email)])[0]
-        if open_wallets:
-            _open_wallets(conn, [user_id])
-        return user_id
-
-
-def create_user(username: str, email: str) -> int:
-    """A new user with one wallet per asset; DuplicateUser when the name or email is taken."""
-    with _write_transaction() as conn:
-        taken = conn.execute(select(users.c.id).where(
-            or_(users.c.username == username, users.c.email == email))).first()
-        if taken is not None:
-            raise errors.DuplicateUser("username or email already registered")
-        user_id = _insert_users(conn, [(username, email)])[0]
-        _open_wallets(conn, [user_id])
-        return user_id
-
-
-def create_users_bulk(pairs: list[tuple[str, str]]) -> list[int]:
-    """Many users with their wallets in one transaction (load-test data)."""
-    with _write_transaction() as conn:
-        user_ids = _insert_users(conn, pairs)
-        _open_wallets(conn, user_ids)
-        return user_ids
-
-
-def _insert_users(conn, pairs: list[tuple[str, str]]) -> list[int]:
-    now = utcnow()
-    rows = [{"username": u, "email": e, "created_at": now} for u, e in pairs]
-    result = conn.execute(insert(users).returning(users.c.id, sort_by_parameter_order=True), rows)
-    return list(result.scalars())
-
-
-def _open_wallets(conn, user_ids: list[int]) -> None:
-    codes = conn.execute(select(assets.c.code).order_by(assets.c.code)).scalars().all()
-    have = set(conn.execute(
-        select(accounts.c.user_id, accounts.c.asset_code)
-        .where(accounts.c.user_id.in_(user_ids), accounts.c.kind == "wallet")
-    ).tuples())
-    now = utcnow()
-    rows = [
-        {"user_id": uid, "asset_code": code, "kind": "wallet", "name": f"{code} wallet",
-         "balance": 0, "allow_negative": False, "status": "active", "created_at": now}
-        for uid in user_ids for code in codes if (uid, code) not in have
-    ]
-    if rows:
-        conn.execute(insert(accounts), rows)
-
-
-def set_account_status(account_id: int, status: str) -> None:
-    if status not in ("active", "frozen"):
-        raise errors.LedgerError("status must be active or frozen")
-    with _write_transaction() as conn:
-        done = conn.execute(update(accounts).where(accounts.c.id == account_id)
-                            .values(status=status)).rowcount
-        if not done:
-            raise errors.UnknownAccount(f"account {account_id} does not exist")

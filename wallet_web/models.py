@@ -20,16 +20,17 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
+from .kinds import NAMES as TRANSACTION_KINDS
 from .limits import BALANCE_CEILING, DEFAULT_MAX_AMOUNT, DEFAULT_MAX_BALANCE, SHARD_CEILING
 
 BigId = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER only
 JsonDoc = JSON().with_variant(JSONB(), "postgresql")
 
 ACCOUNT_KINDS = ("wallet", "treasury", "promotions", "revenue", "equity")
-TRANSACTION_KINDS = ("topup", "bonus", "spend", "reversal", "genesis", "adjustment")
 OPERATOR_ROLES = ("viewer", "operator", "admin")
 API_SCOPES = ("read", "write")
 SESSION_END_REASONS = ("logout", "password_changed", "disabled")
+USER_STATUSES = ("active", "frozen", "closed")  # frozen: credits only; closed: nothing
 
 
 def utcnow() -> datetime:
@@ -92,10 +93,19 @@ class Asset(db.Model):
 
 
 class User(db.Model):
+    """A player (or the `system` user owning the house accounts). `status` is the lifecycle;
+    each wallet carries the same status, which is what the write step checks."""
+
     __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint(_in("status", USER_STATUSES), name="status_known"),
+        Index("ix_users_status_id", "status", "id"),
+    )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
     email: Mapped[str] = mapped_column(String(255), unique=True)
+    external_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="active", server_default="active")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     accounts: Mapped[list["Account"]] = relationship(back_populates="user", order_by="Account.id")
@@ -114,7 +124,7 @@ class Account(db.Model):
         CheckConstraint("allow_negative OR balance >= 0", name="balance_non_negative"),
         CheckConstraint("kind <> 'wallet' OR NOT allow_negative", name="wallets_never_negative"),
         CheckConstraint(_in("kind", ACCOUNT_KINDS), name="kind_known"),
-        CheckConstraint(_in("status", ("active", "frozen")), name="status_known"),
+        CheckConstraint(_in("status", USER_STATUSES), name="status_known"),
         # A house account's balance lives in its shards: the column stays 0.
         CheckConstraint(f"balance <= {BALANCE_CEILING} AND (NOT allow_negative OR balance = 0)",
                         name="balance_within_ceiling"),
@@ -219,6 +229,25 @@ class Posting(db.Model):
 
     transaction: Mapped[Transaction] = relationship(back_populates="postings")
     account: Mapped[Account] = relationship()
+
+
+class StatusChange(db.Model):
+    """Who changed a user's status, when and why (append-only)."""
+
+    __tablename__ = "status_changes"
+    __table_args__ = (
+        CheckConstraint(_in("status", USER_STATUSES), name="status_known"),
+        Index("ix_status_changes_user_id_id", "user_id", "id"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    previous_status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(128))
+    operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class OperatorSession(db.Model):

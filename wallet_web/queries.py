@@ -15,10 +15,11 @@ from sqlalchemy import Select, bindparam, exists, func, or_, select
 from sqlalchemy.orm import selectinload
 
 from . import errors
+from .accounts import SYSTEM_USERNAME
 from .extensions import db
 from .inputs import parse_integer
 from .limits import is_id
-from .models import Account, Asset, BalanceShard, Posting, Transaction, User
+from .models import Account, Asset, BalanceShard, Posting, StatusChange, Transaction, User
 
 T = TypeVar("T")
 MAX_PAGE = 200
@@ -63,6 +64,7 @@ class TransactionFilters:
     reference_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    metadata: str | None = None  # "key:value"
 
 
 # ---------------------------------------------------------------- cursors
@@ -118,6 +120,45 @@ def find_users(term: str, limit: int = 20) -> list[User]:
     query = (select(User).where(or_(func.lower(User.username).like(pattern, escape="\\"),
                                     func.lower(User.email).like(pattern, escape="\\")))
              .order_by(User.username).limit(_limit(limit)))
+    return list(db.session.scalars(query))
+
+
+def list_users(q: str | None = None, status: str | None = None, cursor: str | None = None,
+               limit: int = 50) -> Page[User]:
+    """Users newest first, optionally by status and by an id or a username, email or
+    external_id prefix (case-insensitive); keyset pages. The system user is not listed."""
+    limit = _limit(limit)
+    query = select(User).where(User.username != SYSTEM_USERNAME)
+    if status:
+        query = query.where(User.status == status)
+    term = (q or "").strip()
+    if term:
+        query = query.where(_matching(term))
+    before = decode_cursor(cursor)
+    if before is not None:
+        query = query.where(User.id < before)
+    return _page(list(db.session.scalars(query.order_by(User.id.desc()).limit(limit + 1))), limit)
+
+
+def _matching(term: str):
+    pattern = _escape_like(term.lower()) + "%"
+    prefixes = [func.lower(column).like(pattern, escape="\\")
+                for column in (User.username, User.email, User.external_id)]
+    user_id = parse_integer(term)
+    return or_(User.id == user_id, *prefixes) if is_id(user_id) else or_(*prefixes)
+
+
+def user_by_external_id(external_id: str) -> User:
+    user = db.session.scalars(select(User).where(User.external_id == external_id)).first()
+    if user is None:
+        raise errors.UnknownUser(f"no user has external_id {external_id!r}",
+                                 external_id=external_id)
+    return user
+
+
+def status_changes(user_id: int, limit: int = 20) -> list[StatusChange]:
+    query = (select(StatusChange).where(StatusChange.user_id == user_id)
+             .order_by(StatusChange.id.desc()).limit(limit))
     return list(db.session.scalars(query))
 
 
@@ -235,6 +276,9 @@ def filtered_transactions(filters: TransactionFilters) -> Select:
         query = query.where(_touching(Account.id == filters.account_id))
     if filters.asset:
         query = query.where(_touching(Account.asset_code == filters.asset))
+    if filters.metadata:
+        key, _, value = filters.metadata.partition(":")
+        query = query.where(Transaction.meta[key].as_string() == value)
     return query
 
 

@@ -3,7 +3,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
-from wallet_web import audit, errors, ledger, queries
+from wallet_web import accounts, audit, errors, ledger, queries
 from wallet_web.extensions import db
 from wallet_web.models import Posting, Transaction
 
@@ -11,7 +11,7 @@ pytestmark = pytest.mark.both_backends
 
 
 def house(asset: str, kind: str) -> int:
-    return ledger.ensure_house_accounts(asset)[kind]
+    return accounts.ensure_house_accounts(asset)[kind]
 
 
 def count(model) -> int:
@@ -84,15 +84,17 @@ def test_unknown_user_asset_account_and_transaction(make_user):
         ledger.reverse(999_999, "r-1")
 
 
-def test_frozen_wallet_neither_receives_nor_spends(make_user, wallet_of):
+@pytest.mark.both_backends
+def test_a_frozen_wallet_receives_but_never_spends(make_user, wallet_of):
     user = make_user(balance=10)
-    ledger.set_account_status(wallet_of(user), "frozen")
-    with pytest.raises(errors.AccountFrozen):
-        ledger.topup(user, "GOLD", 1, "t-1")
-    with pytest.raises(errors.AccountFrozen):
+    accounts.set_account_status(wallet_of(user), "frozen")
+    with pytest.raises(errors.AccountFrozen, match="frozen") as refused:
         ledger.spend(user, "GOLD", 1, "s-1")
-    ledger.set_account_status(wallet_of(user), "active")
-    assert ledger.spend(user, "GOLD", 1, "s-1").balance_after(wallet_of(user)) == 9
+    assert refused.value.details["status"] == "frozen"
+    assert ledger.topup(user, "GOLD", 1, "t-1").balance_after(wallet_of(user)) == 11
+    accounts.set_account_status(wallet_of(user), "active")
+    assert ledger.spend(user, "GOLD", 1, "s-1").balance_after(wallet_of(user)) == 10
+    assert audit.verify().ok
 
 
 def test_unbalanced_or_single_legged_transactions_are_refused(make_user, wallet_of):
@@ -180,7 +182,7 @@ def test_postings_and_transactions_cannot_be_updated_or_deleted(make_user):
 
 def test_the_database_refuses_a_negative_wallet_even_without_the_service(make_user, wallet_of):
     wallet = wallet_of(make_user())
-    with pytest.raises(DBAPIError):
+    with pytest.raises(DBAPIError, match="ck_accounts_balance_non_negative"):
         with db.engine.begin() as conn:
             conn.execute(text("UPDATE accounts SET balance = -1 WHERE id = :id"), {"id": wallet})
 
@@ -200,7 +202,7 @@ def test_verify_passes_on_a_healthy_ledger_and_names_a_broken_invariant(make_use
 
 def test_a_frozen_house_account_refuses_its_legs(make_user):
     user = make_user(balance=10)
-    ledger.set_account_status(house("GOLD", "promotions"), "frozen")
+    accounts.set_account_status(house("GOLD", "promotions"), "frozen")
     with pytest.raises(errors.AccountFrozen):
         ledger.bonus(user, "GOLD", 1, "b-1")
     assert ledger.bonus(user, "GOLD", 1, "b-2", source="treasury").postings

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
-from wallet_web import ROOT_DIR, assets, audit, errors, ledger, queries
+from wallet_web import ROOT_DIR, accounts, assets, audit, errors, ledger, queries
 from wallet_web.extensions import db
 from wallet_web.limits import BALANCE_CEILING, BIGINT_MAX, HOUSE_SHARDS, SHARD_CEILING
 from wallet_web.models import Asset, BalanceShard, Posting, Transaction
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.both_backends
 
 
 def house(asset: str, kind: str) -> int:
-    return ledger.ensure_house_accounts(asset)[kind]
+    return accounts.ensure_house_accounts(asset)[kind]
 
 
 def ledger_state() -> tuple:

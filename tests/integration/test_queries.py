@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 from sqlalchemy import func, select
 
-from wallet_web import errors, exports, ledger, queries
+from wallet_web import accounts, errors, exports, ledger, queries
 from wallet_web.extensions import db
 from wallet_web.models import Posting
 from wallet_web.queries import TransactionFilters
@@ -80,7 +80,7 @@ def test_balance_at_a_point_in_time(app, make_user, wallet_of):
     ledger.topup(user, "GOLD", 5, "t-2")
     assert queries.balance_at(wallet_of(user), middle) == 10
     assert queries.balance_at(wallet_of(user), datetime.now(timezone.utc)) == 15
-    treasury = ledger.ensure_house_accounts("GOLD")["treasury"]
+    treasury = accounts.ensure_house_accounts("GOLD")["treasury"]
     assert queries.balance_at(treasury, middle) == 10**12 - 150 - 10
 
 

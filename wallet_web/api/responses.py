@@ -10,11 +10,11 @@ def json_response(model: BaseModel, status: int = 200, headers: dict | None = No
                     mimetype="application/json")
 
 
-def receipt_response(model: BaseModel, receipt: Receipt) -> Response:
-    """201 for a new movement; 200 with Idempotent-Replayed for the stored one."""
+def receipt_response(model: BaseModel, receipt: Receipt, posted: int = 201) -> Response:
+    """`posted` (201) for a new movement; 200 with Idempotent-Replayed for the stored one."""
     if receipt.replayed:
         return json_response(model, 200, {"Idempotent-Replayed": "true"})
-    return json_response(model, 201)
+    return json_response(model, posted)
 
 
 def wallet_balance_after(receipt: Receipt) -> int:

@@ -11,11 +11,13 @@ import re
 from datetime import datetime, timezone
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, AliasChoices, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from ..inputs import parse_integer
 from ..limits import BIGINT_MAX
-from ..models import TRANSACTION_KINDS
+from ..accounts import EXTERNAL_ID, MAX_REASON, USERNAME
+from ..kinds import API_KINDS, HOUSE_FLOWS, NAMES as TRANSACTION_KINDS
+from ..models import USER_STATUSES
 from ..queries import MAX_PAGE
 
 ISO_DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}")
@@ -60,7 +62,22 @@ Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_date_time), AfterValid
 QueryInteger = BeforeValidator(_ascii_integer)
 QueryId = Annotated[Id, QueryInteger]
 Limit = Annotated[int, Field(ge=1, le=MAX_PAGE), QueryInteger]
+# Opaque, so not Text: any value this API did not return, of any length or with a NUL, is
+# 400 invalid_cursor (queries.decode_cursor), never a 422.
+Cursor = Annotated[str, Field(description="`next_cursor` of the previous page")]
 Kind = Literal[TRANSACTION_KINDS]
+UserStatus = Literal[USER_STATUSES]
+Username = Annotated[str, Field(pattern=f"^{USERNAME.pattern}$", examples=["player_1"])]
+ExternalId = Annotated[str, Field(pattern=f"^{EXTERNAL_ID.pattern}$", examples=["game:4711"],
+                                  description="your own id for the player (unique)")]
+Email = Annotated[Text, Field(min_length=3, max_length=255, examples=["player@example.com"])]
+AssetField = Annotated[str, Field(validation_alias=AliasChoices("asset", "asset_code"))]
+Reason = Annotated[Text, Field(min_length=1, max_length=MAX_REASON)]
+METADATA_KEY = r"^[A-Za-z0-9_.-]{1,40}$"
+MetadataValue = Annotated[Text, Field(max_length=200)]
+Metadata = Annotated[dict[Annotated[str, Field(pattern=METADATA_KEY)], MetadataValue],
+                     Field(max_length=16, description="up to 16 string values, "
+                           "keys of letters, digits, '_', '.', '-' (1-40), values up to 200")]
 
 
 class Body(BaseModel):
@@ -100,10 +117,13 @@ class MovementRequest(Body):
 
 
 class MovementResponse(Out):
+    """As the original service answered: 200 and "success", a replay too (told apart by
+    `Idempotent-Replayed: true`)."""
+
     id: int
     reference_id: str
-    type: Literal["topup", "bonus", "spend"]
-    status: Literal["completed"] = "completed"
+    type: Literal[HOUSE_FLOWS]
+    status: Literal["success"] = "success"
     created_at: datetime
     balance: int = Field(description="the user's wallet balance in this currency after the movement")
 
@@ -124,13 +144,26 @@ class WalletBalance(Out):
 # ---------------------------------------------------------------- /api/v1
 
 
-class UserSearch(Query):
-    q: Annotated[Text, Field(min_length=1, max_length=255, description="id, or username/email prefix")]
-    limit: Annotated[int, Field(ge=1, le=100), QueryInteger] = 20
+class UserQuery(Query):
+    q: Annotated[Text, Field(max_length=255, description="an id, or a username, email or "
+                             "external_id prefix (case-insensitive)")] | None = None
+    status: UserStatus | None = None
+    cursor: Cursor | None = None
+    limit: Limit = 50
+
+
+class UserCreate(Body):
+    username: Username
+    email: Email
+    external_id: ExternalId | None = None
+
+
+class StatusChangeRequest(Body):
+    reason: Reason
 
 
 class PageQuery(Query):
-    cursor: Text | None = None  # any length: a cursor this API did not return is 400 invalid_cursor
+    cursor: Cursor | None = None
     limit: Limit = 50
 
 
@@ -140,6 +173,9 @@ class TransactionFilter(Query):
     asset: AssetCode | None = None
     kind: Kind | None = None
     reference_id: Annotated[Text, Field(max_length=128)] | None = None
+    metadata: Annotated[Text, Field(pattern=r"^[A-Za-z0-9_.-]{1,40}:", max_length=241,
+                                    description="key:value, transactions whose metadata "
+                                    "holds that value under that key")] | None = None
     since: Timestamp | None = Field(None, description="created at or after (ISO 8601 with offset)")
     until: Timestamp | None = Field(None, description="created before (ISO 8601 with offset)")
 
@@ -161,24 +197,59 @@ class UserOut(Out):
     id: int
     username: str
     email: str
+    external_id: str | None
+    status: UserStatus
     created_at: datetime
 
 
-class UserList(BaseModel):
+class UserPage(BaseModel):
     items: list[UserOut]
+    next_cursor: str | None
+
+
+class StatusChangeOut(Out):
+    previous_status: str
+    status: str
+    reason: str
+    actor: str
+    created_at: datetime
 
 
 class AccountBalanceOut(Out):
     id: int
     name: str
     kind: str
-    asset_code: str
+    asset: AssetField
     balance: int
     status: str
 
 
 class UserDetail(UserOut):
     accounts: list[AccountBalanceOut]
+    status_changes: list[StatusChangeOut] = Field(description="newest first")
+
+
+class TransactionRequest(Body):
+    kind: Literal[API_KINDS]
+    user_id: Id = Field(description="the wallet credited or debited; a transfer's sender")
+    to_user_id: Id | None = Field(None, description="a transfer's recipient (transfer only)")
+    asset: AssetCode
+    amount: Amount
+    reference_id: ReferenceId
+    description: Description = ""
+    metadata: Metadata | None = None
+
+
+class AssetOut(Out):
+    code: str
+    name: str
+    scale: int = Field(description="decimals to show: amounts are integers of 10**-scale units")
+    max_amount: int
+    max_balance: int
+
+
+class AssetList(BaseModel):
+    items: list[AssetOut]
 
 
 class AccountOut(Out):
@@ -186,7 +257,7 @@ class AccountOut(Out):
     user_id: int
     name: str
     kind: str
-    asset_code: str
+    asset: AssetField
     status: str
     allow_negative: bool
     balance: int
@@ -219,7 +290,7 @@ class BalanceAt(BaseModel):
 class LegOut(BaseModel):
     account_id: int
     user_id: int
-    asset_code: str
+    asset: AssetField
     amount: int
     balance_after: int | None
 
@@ -233,6 +304,7 @@ class TransactionOut(BaseModel):
     api_key_id: int | None
     operator_id: int | None
     reverses_id: int | None
+    metadata: dict[str, str] | None
     created_at: datetime
     postings: list[LegOut]
 

@@ -1,19 +1,22 @@
-"""Versioned API: users, accounts, postings, transactions, reversal, point-in-time balance,
-the CSV audit trail and the OpenAPI document. Lists are keyset pages: pass `next_cursor` back
+"""Versioned API: users and their lifecycle, assets, accounts, postings, transactions
+(movements, transfers, reversal), point-in-time balance, the CSV audit trail and the OpenAPI
+document. One vocabulary: `asset`, `kind`, `amount`. Lists are keyset pages: pass `next_cursor` back
 as `cursor` to continue; pages stay stable while new rows arrive."""
 from datetime import datetime, timezone
 
 from flask import Blueprint, Response, jsonify, stream_with_context
 
-from .. import exports, ledger, queries
+from .. import accounts, errors, exports, ledger, queries
+from ..assets import list_assets
 from ..api_keys import current_actor
 from .errors import attach
 from .openapi import api_route, document
 from .responses import json_response, receipt_response
 from .schemas import (
-    AccountBalanceOut, AccountOut, BalanceAt, BalanceAtQuery, LegOut, PageQuery, PostingOut,
-    PostingPage, ReversalRequest, ReversalResponse, TransactionFilter, TransactionOut,
-    TransactionPage, TransactionQuery, UserDetail, UserList, UserOut, UserSearch,
+    AccountBalanceOut, AccountOut, AssetList, AssetOut, BalanceAt, BalanceAtQuery, LegOut,
+    PageQuery, PostingOut, PostingPage, ReversalRequest, ReversalResponse, StatusChangeOut,
+    StatusChangeRequest, TransactionFilter, TransactionOut, TransactionPage, TransactionQuery,
+    TransactionRequest, UserCreate, UserDetail, UserOut, UserPage, UserQuery,
 )
 
 bp = attach(Blueprint("api_v1", __name__, url_prefix="/api/v1"))
@@ -25,27 +28,79 @@ def openapi_json():
     return jsonify(document())
 
 
-@api_route(bp, "/users", summary="Find users by id, or username/email prefix",
-           query=UserSearch, response=UserList)
-def find_users(query: UserSearch):
-    users = queries.find_users(query.q, query.limit)
-    return json_response(UserList(items=[UserOut.model_validate(user) for user in users]))
+@api_route(bp, "/users", summary="Users, newest first, by status and id/name/email/external_id",
+           query=UserQuery, response=UserPage, errors=(400,))
+def list_users(query: UserQuery):
+    page = queries.list_users(query.q, query.status, query.cursor, query.limit)
+    return json_response(UserPage(items=[UserOut.model_validate(user) for user in page.items],
+                                  next_cursor=page.next_cursor))
 
 
-@api_route(bp, "/users/<id:user_id>", summary="A user with its accounts and balances",
-           response=UserDetail)
+@api_route(bp, "/users", "POST", summary="Create a user with one wallet per asset (idempotent)",
+           scope="write", body=UserCreate, response=UserDetail, status=201, replayable=True,
+           errors=(409,))
+def create_user(body: UserCreate):
+    registered = accounts.register_user(body.username, body.email, body.external_id)
+    response = _user_detail(registered.user_id, 201 if registered.created else 200)
+    if not registered.created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+@api_route(bp, "/users/<id:user_id>", summary="A user with its accounts, balances and status "
+           "history", response=UserDetail)
 def user(user_id: int):
+    return _user_detail(user_id)
+
+
+@api_route(bp, "/users/by-external-id/<external_id>", summary="A user by your own id",
+           response=UserDetail)
+def user_by_external_id(external_id: str):
+    if not accounts.EXTERNAL_ID.fullmatch(external_id):  # no such id, and a NUL never reaches SQL
+        raise errors.UnknownUser(f"no user has external_id {external_id!r}",
+                                 external_id=external_id)
+    return _user_detail(queries.user_by_external_id(external_id).id)
+
+
+def _status_route(action: str, summary: str):
+    def change(user_id: int, body: StatusChangeRequest):
+        accounts.change_status(user_id, action, body.reason, actor=current_actor())
+        return _user_detail(user_id)
+
+    change.__name__ = change.__qualname__ = action
+    return api_route(bp, f"/users/<id:user_id>/{action}", "POST", summary=summary,
+                     scope="write", body=StatusChangeRequest, response=UserDetail,
+                     errors=(404, 409))(change)
+
+
+freeze = _status_route("freeze", "Freeze: debits refused (423), credits still land")
+unfreeze = _status_route("unfreeze", "Unfreeze a frozen user")
+close = _status_route("close", "Close: refuses every movement; balances must be zero (409)")
+
+
+def _user_detail(user_id: int, status: int = 200):
     found = queries.get_user(user_id)
-    accounts = [AccountBalanceOut.model_validate(row) for row in queries.user_balances(user_id)]
-    return json_response(UserDetail(**UserOut.model_validate(found).model_dump(), accounts=accounts))
+    balances = [AccountBalanceOut.model_validate(row) for row in queries.user_balances(user_id)]
+    changes = [StatusChangeOut.model_validate(row) for row in queries.status_changes(user_id)]
+    detail = UserDetail(**UserOut.model_validate(found).model_dump(), accounts=balances,
+                        status_changes=changes)
+    return json_response(detail, status)
+
+
+@api_route(bp, "/assets", summary="Assets: code, name, decimals to show, limits",
+           response=AssetList)
+def assets():
+    return json_response(AssetList(items=[AssetOut.model_validate(a) for a in list_assets()]))
 
 
 @api_route(bp, "/accounts/<id:account_id>", summary="An account and its exact balance",
            response=AccountOut)
 def account(account_id: int):
     found = queries.get_account(account_id)
-    fields = {name: getattr(found, name) for name in AccountOut.model_fields if name != "balance"}
-    return json_response(AccountOut(**fields, balance=queries.account_balance(account_id)))
+    fields = {name: getattr(found, name) for name in AccountOut.model_fields
+              if name not in ("asset", "balance")}  # found.asset is the Asset row
+    return json_response(AccountOut(**fields, asset=found.asset_code,
+                                    balance=queries.account_balance(account_id)))
 
 
 @api_route(bp, "/accounts/<id:account_id>/postings", summary="Postings, newest first",
@@ -72,6 +127,25 @@ def transactions(query: TransactionQuery):
     page = queries.list_transactions(_filters(query), query.cursor, query.limit)
     return json_response(TransactionPage(items=[_transaction(tx) for tx in page.items],
                                          next_cursor=page.next_cursor))
+
+
+@api_route(bp, "/transactions", "POST", summary="Post a movement: topup, bonus, spend, transfer",
+           scope="write", body=TransactionRequest, response=TransactionOut, status=201,
+           replayable=True, errors=(404, 409, 423))
+def create_transaction(body: TransactionRequest):
+    options = dict(description=body.description, metadata=body.metadata, actor=current_actor())
+    if body.kind == "transfer":
+        if body.to_user_id is None:
+            raise errors.InvalidTransfer("a transfer needs to_user_id", field="to_user_id")
+        receipt = ledger.transfer(body.user_id, body.to_user_id, body.asset, body.amount,
+                                  body.reference_id, **options)
+    else:
+        if body.to_user_id is not None:
+            raise errors.InvalidTransfer(f"to_user_id is for transfers, not {body.kind}",
+                                         field="to_user_id")
+        receipt = ledger.move(body.kind, body.user_id, body.asset, body.amount,
+                              body.reference_id, **options)
+    return receipt_response(_transaction(queries.get_transaction(receipt.id)), receipt)
 
 
 @api_route(bp, "/transactions/<id:tx_id>", summary="A transaction with its postings",
@@ -104,9 +178,9 @@ def _filters(query: TransactionFilter) -> queries.TransactionFilters:
 
 
 def _transaction(tx) -> TransactionOut:
-    legs = [LegOut(account_id=p.account_id, user_id=p.account.user_id, asset_code=p.account.asset_code,
+    legs = [LegOut(account_id=p.account_id, user_id=p.account.user_id, asset=p.account.asset_code,
                    amount=p.amount, balance_after=p.balance_after) for p in tx.postings]
     return TransactionOut(id=tx.id, kind=tx.kind, reference_id=tx.reference_id,
                           description=tx.description, actor=tx.actor, api_key_id=tx.api_key_id,
-                          operator_id=tx.operator_id, reverses_id=tx.reverses_id,
+                          operator_id=tx.operator_id, reverses_id=tx.reverses_id, metadata=tx.meta,
                           created_at=tx.created_at, postings=legs)

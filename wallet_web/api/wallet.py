@@ -1,6 +1,8 @@
 """Seed-compatible wallet endpoints: clients of the original service work unchanged apart
 from sending an API key. `total_balance` is the GOLD wallet, the original single-currency
-meaning; `accounts` lists one wallet per currency."""
+meaning; `accounts` lists one wallet per currency. A movement answers 200 with
+`"status": "success"` as the original did, a replay too (with `Idempotent-Replayed: true`).
+Field names map to v1's as: currency -> asset, type -> kind."""
 from flask import Blueprint
 
 from .. import ledger, queries
@@ -12,7 +14,7 @@ from .schemas import MovementRequest, MovementResponse, WalletAccount, WalletBal
 
 bp = attach(Blueprint("wallet_api", __name__, url_prefix="/wallet"))
 TOTAL_CURRENCY = "GOLD"
-MOVEMENT = dict(scope="write", body=MovementRequest, response=MovementResponse, status=201,
+MOVEMENT = dict(scope="write", body=MovementRequest, response=MovementResponse, status=200,
                 replayable=True, errors=(404, 409, 423))
 
 
@@ -46,4 +48,4 @@ def _movement(flow, body: MovementRequest):
                    description=body.description, actor=current_actor())
     result = MovementResponse(id=receipt.id, reference_id=receipt.reference_id, type=receipt.kind,
                               created_at=receipt.created_at, balance=wallet_balance_after(receipt))
-    return receipt_response(result, receipt)
+    return receipt_response(result, receipt, posted=200)

@@ -10,23 +10,31 @@ from wtforms import (
 )
 from wtforms.fields import DateTimeLocalField
 from wtforms.validators import (
-    DataRequired, InputRequired, Length, NumberRange, Optional, StopValidation,
+    DataRequired, InputRequired, Length, NumberRange, Optional, StopValidation, ValidationError,
 )
 from wtforms.widgets import TextInput
 
+from ..accounts import MAX_REASON
 from ..inputs import holds_nul, parse_integer
+from ..kinds import NAMES as TRANSACTION_KINDS
 from ..limits import BIGINT_MAX
-from ..models import API_SCOPES, OPERATOR_ROLES, TRANSACTION_KINDS
+from ..models import API_SCOPES, OPERATOR_ROLES, USER_STATUSES
 
 DATETIME_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"]
-MOVEMENT_KINDS = ("topup", "bonus", "spend")
-MOVEMENT_TITLES = {"topup": "Top up", "bonus": "Bonus", "spend": "Spend"}
 NUL_MESSAGE = "This holds a NUL character, which cannot be stored: remove it."
 
 
 def new_reference() -> str:
     """Generated when a form is rendered: posting the same form twice replays, never repeats."""
     return "web-" + uuid.uuid4().hex
+
+
+def strip(text):
+    return text.strip() if isinstance(text, str) else text
+
+
+def none_if_empty(text):
+    return text or None
 
 
 def refuse_nul(form, field) -> None:
@@ -107,6 +115,58 @@ class ReversalForm(PostedForm):
             self.reference_id.data = new_reference()
 
 
+class TransferForm(MovementForm):
+    """A transfer from the page's user to another: `to_user_id` is set by choosing a lookup
+    result (a hidden input then); without JavaScript `to` takes a user id or exact username."""
+
+    to_user_id = WholeNumberField("To user id", [Optional(),
+                                                 NumberRange(1, BIGINT_MAX, "No such user.")])
+    to = StringField("To user", [Length(max=128)], filters=[strip],
+                     render_kw={"type": "search", "autocomplete": "off",
+                                "placeholder": "User id, name or email"})
+
+    def __init__(self, assets: list[str], **kwargs):
+        super().__init__("transfer", assets, **kwargs)
+        self.recipient = None  # the User the form is addressed to, once the view knows it
+
+    def validate_to(self, field) -> None:
+        if self.to_user_id.data is None and not field.data and not self.to_user_id.errors:
+            raise ValidationError("Choose who receives the transfer.")
+
+
+class NewUserForm(PostedForm):
+    """Presence only: the format rules are accounts.register_user's, shown on their field."""
+
+    username = StringField("Username", [DataRequired("Enter a username.")], filters=[strip],
+                           render_kw={"autocomplete": "off"})
+    email = StringField("Email", [DataRequired("Enter an email address.")], filters=[strip],
+                        render_kw={"autocomplete": "off", "type": "email"})
+    external_id = StringField("External id (optional)", [Optional()],
+                              filters=[strip, none_if_empty], render_kw={"autocomplete": "off"})
+
+
+STATUS_TITLES = {"freeze": "Freeze", "unfreeze": "Unfreeze", "close": "Close"}
+STATUS_CONFIRMATIONS = {
+    "freeze": "I confirm: debits from this user's wallets are refused until unfrozen",
+    "unfreeze": "I confirm: this user's wallets accept debits again",
+    "close": "I confirm: closing is final, no movement will ever be possible",
+}
+
+
+class StatusForm(PostedForm):
+    """Freeze, unfreeze or close a user: a recorded reason and an explicit confirmation."""
+
+    reason = StringField("Reason", [DataRequired("Say why (it is recorded)."),
+                                    Length(max=MAX_REASON)], render_kw={"autocomplete": "off"})
+    confirm = BooleanField("I confirm", [DataRequired("Tick to confirm.")])
+
+    def __init__(self, action: str, **kwargs):
+        super().__init__(prefix=action, **kwargs)
+        self.action = action
+        self.title = STATUS_TITLES[action]
+        self.confirm.label.text = STATUS_CONFIRMATIONS[action]
+
+
 class OperatorForm(PostedForm):
     username = StringField("Username", [DataRequired(), Length(max=64)],
                            render_kw={"autocomplete": "off"})
@@ -118,6 +178,16 @@ class OperatorForm(PostedForm):
 class ApiKeyForm(PostedForm):
     name = StringField("Name", [DataRequired(), Length(max=64)], render_kw={"autocomplete": "off"})
     scope = SelectField("Scope", choices=[SelectChoice(scope) for scope in API_SCOPES])
+
+
+class UserFilterForm(QueryForm):
+    """The users list's filters, kept in the URL."""
+
+    q = StringField("Search", [Optional(), Length(max=128)], filters=[strip],
+                    render_kw={"type": "search", "autocomplete": "off",
+                               "placeholder": "User id, or a name, email or external id prefix"})
+    status = SelectField("Status", [Optional()], choices=[SelectChoice("", "Any status")]
+                         + [SelectChoice(status) for status in USER_STATUSES])
 
 
 class LedgerFilterForm(QueryForm):

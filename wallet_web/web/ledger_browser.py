@@ -7,7 +7,7 @@ from datetime import timezone
 from flask import Blueprint, Response, redirect, request, stream_with_context, url_for
 from flask_login import current_user
 
-from .. import errors, exports, ledger, queries
+from .. import errors, exports, kinds, ledger, queries
 from .forms import LedgerFilterForm, ReversalForm, new_reference
 from .permissions import login_required_everywhere, role_required
 from .query_args import read_by_a_form
@@ -78,7 +78,7 @@ def transaction(tx_id: int):
 def _transaction_context(tx_id: int, form: ReversalForm) -> dict:
     found = queries.get_transaction(tx_id)
     reversal = queries.reversal_of(tx_id)
-    reversible = found.kind not in ("reversal", "genesis") and reversal is None
+    reversible = kinds.is_reversible(found.kind) and reversal is None
     return {"tx": found, "reversal": reversal, "reversible": reversible, "form": form,
             "reverses": queries.get_transaction(found.reverses_id) if found.reverses_id else None}
 
@@ -94,7 +94,7 @@ def reverse(tx_id: int):
             receipt = ledger.reverse(tx_id, form.reference_id.data,
                                      description=form.reason.data.strip(), actor=actor)
             return redirect(url_for("ledger.transaction", tx_id=receipt.id), 303)
-        except errors.LedgerError as error:
+        except errors.WalletError as error:
             form.form_errors.append(error.message)
     if form.reference_id.errors or form.form_errors:  # refused: the next try is a new request
         form.reference_id.data = new_reference()

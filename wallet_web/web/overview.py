@@ -6,7 +6,7 @@ from datetime import datetime, time, timedelta, timezone
 
 from flask import Blueprint
 
-from .. import queries
+from .. import kinds, queries
 from .charts import daily_bars
 from .ledger_browser import owner_names
 from .permissions import login_required_everywhere
@@ -14,7 +14,6 @@ from .rendering import render
 
 bp = login_required_everywhere(Blueprint("overview", __name__))
 CHART_DAYS = 30
-CHARTED_KINDS = ("topup", "bonus", "spend", "reversal")  # genesis would flatten every bar
 
 
 @bp.route("/")
@@ -46,6 +45,6 @@ def _holdings(assets: list[str]) -> list[dict]:
 def _charts(assets: list[str], midnight: datetime, now: datetime) -> dict:
     since = midnight - timedelta(days=CHART_DAYS - 1)
     per_asset: dict[str, dict] = defaultdict(dict)
-    for row in queries.daily_volume(since, CHARTED_KINDS):
+    for row in queries.daily_volume(since, kinds.CHARTED):
         per_asset[row.asset_code][row.day] = row.amount
     return {code: daily_bars(per_asset[code], now.date(), CHART_DAYS) for code in assets}

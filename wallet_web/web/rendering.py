@@ -5,6 +5,7 @@ from datetime import datetime
 
 from flask import Flask, Response, render_template, request
 
+from .. import kinds
 from ..api.errors import is_api_path
 
 CONTENT_SECURITY_POLICY = (
@@ -54,6 +55,7 @@ def _secure_headers(response: Response) -> Response:
 
 def register(app: Flask) -> None:
     app.add_template_filter(amount, "amount")
+    app.add_template_filter(kinds.title_of, "kind_title")
     app.add_template_filter(signed_amount, "signed_amount")
     app.add_template_filter(timestamp, "timestamp")
     app.after_request(_secure_headers)

@@ -1,24 +1,36 @@
-"""Account lookup, the user page (balances, sparkline, history) and the movement forms."""
+"""Users: the list and the as-you-type lookup, a new user, the user page (balances, sparkline,
+history, status), the movement and transfer forms, and freeze / unfreeze / close."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import Blueprint, current_app, flash, redirect, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, request, url_for
 from flask_login import current_user
 
-from .. import errors, ledger, queries
+from .. import accounts, errors, kinds, ledger, queries
+from ..inputs import parse_integer
+from ..models import User
 from .charts import sparkline
-from .forms import MOVEMENT_KINDS, MOVEMENT_TITLES, MovementForm, new_reference
+from .forms import (
+    MovementForm, NewUserForm, StatusForm, TransferForm, UserFilterForm, new_reference,
+)
 from .permissions import can, login_required_everywhere, role_required
 from .rendering import is_htmx, render
 
 bp = login_required_everywhere(Blueprint("users", __name__, url_prefix="/users"))
 HISTORY_PAGE = 20
 DEFAULT_ASSET = "GOLD"  # the forms and the history open on it when the user has that wallet
-FLOWS = {"topup": ledger.topup, "bonus": ledger.bonus, "spend": ledger.spend}
 # What the history link carries to the page: only these, since url_for would also read
 # arguments such as _external, _scheme or user_id from a query string passed through.
 HISTORY_ARGS = ("asset", "cursor")
+USERS_PAGE = 25
+LIST_ARGS = ("q", "status")  # what "load more" and "back to the newest" keep
+STATUS_ROLES = {"freeze": "operator", "unfreeze": "operator", "close": "admin"}
+STATUS_DONE = {
+    "freeze": "frozen: debits are refused until it is unfrozen; credits still land.",
+    "unfreeze": "unfrozen: its wallets accept debits again.",
+    "close": "closed: no movement is possible any more.",
+}
 
 
 @dataclass(frozen=True)
@@ -31,11 +43,13 @@ class Done:
     transaction_id: int
     balance: int | None
     replayed: bool
+    recipient: str | None = None  # a transfer's receiving username
 
     @property
     def message(self) -> str:
         """The same confirmation for a replay (the receipt is the original's), and a note."""
-        text = (f"{MOVEMENT_TITLES[self.kind]} of {self.amount:,} {self.asset} recorded as "
+        to = f" to {self.recipient}" if self.recipient else ""
+        text = (f"{kinds.title_of(self.kind)} of {self.amount:,} {self.asset}{to} recorded as "
                 f"transaction #{self.transaction_id}. New {self.asset} balance: {self.balance:,}.")
         return text + (" This form was sent more than once; it was recorded once."
                        if self.replayed else "")
@@ -46,13 +60,66 @@ class Done:
 
 @bp.route("")
 def search():
+    """The users list; for htmx, the as-you-type lookup (or the list's next rows)."""
     term = request.args.get("q", "").strip()
     transaction = queries.find_transaction_by_reference(term) if term else None
     if transaction is not None and not is_htmx():
         return redirect(url_for("ledger.transaction", tx_id=transaction.id))
-    found = queries.find_users(term, limit=10)
-    return render("users/search.html", "users/_results.html",
-                  q=term, users=found, transaction=transaction)
+    if is_htmx() and not request.args.get("rows"):
+        return render("users/_results.html", q=term, users=queries.find_users(term, limit=10),
+                      transaction=transaction)
+    form = UserFilterForm(request.args)
+    page = None
+    if form.validate():
+        page = queries.list_users(form.q.data, form.status.data or None,
+                                  request.args.get("cursor"), USERS_PAGE)
+    shared = {name: request.args[name] for name in LIST_ARGS if request.args.get(name)}
+    return render("users/search.html", "users/_list_rows.html", form=form, page=page,
+                  shared=shared, status=200 if page else 422)
+
+
+# ---------------------------------------------------------------- new user
+
+
+@bp.route("/new")
+@role_required("operator")
+def new_user():
+    return render("users/new.html", form=NewUserForm(formdata=None))
+
+
+@bp.route("/new", methods=["POST"])
+@role_required("operator")
+def create_user():
+    form = NewUserForm()
+    if form.validate_on_submit():
+        try:
+            registered = accounts.register_user(form.username.data, form.email.data,
+                                                form.external_id.data)
+        except (errors.InvalidUser, errors.DuplicateUser) as error:
+            _explain_registration(form, error)
+        else:
+            flash(f"User {form.username.data} created with one wallet per asset."
+                  if registered.created else
+                  f"User {form.username.data} already exists with these details: "
+                  "nothing new was created.")
+            return redirect(url_for("users.user", user_id=registered.user_id), 303)
+    return render("users/new.html", form=form, status=422)
+
+
+def _explain_registration(form: NewUserForm, error: errors.WalletError) -> None:
+    if isinstance(error, errors.DuplicateUser):
+        taken = error.details.get("fields", [])
+        for name in taken:
+            form[name].errors.append("Already registered for another user.")
+        form.form_errors.append(f"A user with this {' and '.join(taken).replace('_', ' ')} "
+                                "already exists with other details: nothing was created.")
+        return
+    name = error.details.get("field") or ""
+    field = getattr(form, name, None)
+    if field is None:
+        form.form_errors.append(error.message)
+    else:  # "email: ..." next to the email field says the field twice
+        field.errors.append(error.message.removeprefix(f"{name}: "))
 
 
 # ---------------------------------------------------------------- user page
@@ -60,7 +127,7 @@ def search():
 
 @bp.route("/<id:user_id>")
 def user(user_id: int):
-    return render("users/user.html", **_page_context(user_id, _movement_forms(None)))
+    return render("users/user.html", **_page_context(user_id))
 
 
 @bp.route("/<id:user_id>/history")
@@ -74,12 +141,20 @@ def history(user_id: int):
     return render(partial, user=queries.get_user(user_id), **context)
 
 
-def _page_context(user_id: int, forms: dict, asset: str | None = None) -> dict:
+def _page_context(user_id: int, *, movement: MovementForm | None = None,
+                  transfer: TransferForm | None = None, status: StatusForm | None = None,
+                  asset: str | None = None) -> dict:
+    """The user page. A bound form (refused) replaces its fresh copy, and is shown even where
+    a fresh one would not be (a closed user's refused movement)."""
     found = queries.get_user(user_id)
-    accounts = queries.user_balances(user_id)
+    accounts_ = queries.user_balances(user_id)
     asset = asset or request.args.get("asset")
-    history = _history_context(accounts, asset, request.args.get("cursor"))
-    return {"user": found, "balances": _with_sparklines(accounts), "forms": forms, **history}
+    history = _history_context(accounts_, asset, request.args.get("cursor"))
+    return {"user": found, "balances": _with_sparklines(accounts_),
+            "forms": _movement_forms(found, movement, asset),
+            "transfer": transfer or _transfer_form(found, asset),
+            "status_forms": _status_forms(found, status),
+            "status_changes": queries.status_changes(user_id), **history}
 
 
 def _with_sparklines(accounts: list[queries.AccountBalance]) -> list[dict]:
@@ -97,21 +172,39 @@ def _history_context(accounts: list[queries.AccountBalance], asset: str | None,
     return {"history_asset": asset, "wallets": wallets, "history": page, "cursor": cursor}
 
 
-def _movement_forms(bound: MovementForm | None, asset: str | None = None) -> dict:
-    if not can("operator"):
-        return {}
-    assets = queries.list_asset_codes()
-    forms = {kind: MovementForm(kind, assets, formdata=None, data={"asset": asset or DEFAULT_ASSET})
-             for kind in MOVEMENT_KINDS}
+def _movement_forms(user: User, bound: MovementForm | None, asset: str | None = None) -> dict:
+    forms = {}
+    if can("operator") and user.status != "closed":
+        assets = queries.list_asset_codes()
+        forms = {kind: MovementForm(kind, assets, formdata=None,
+                                    data={"asset": asset or DEFAULT_ASSET})
+                 for kind in kinds.OPERATOR_FORMS}
     if bound is not None:
         forms[bound.kind] = bound
+    return forms
+
+
+def _transfer_form(user: User, asset: str | None = None) -> TransferForm | None:
+    if not can("operator") or user.status == "closed":
+        return None
+    return TransferForm(queries.list_asset_codes(), formdata=None,
+                        data={"asset": asset or DEFAULT_ASSET})
+
+
+def _status_forms(user: User, bound: StatusForm | None) -> dict:
+    """The changes this user's status allows and this operator's role may make."""
+    forms = {action: StatusForm(action, formdata=None)
+             for action, (allowed_from, _) in accounts.ACTIONS.items()
+             if user.status in allowed_from and can(STATUS_ROLES[action])}
+    if bound is not None:
+        forms[bound.action] = bound
     return forms
 
 
 # ---------------------------------------------------------------- movements
 
 
-@bp.route("/<id:user_id>/<any(topup, bonus, spend):kind>", methods=["POST"])
+@bp.route(f"/<id:user_id>/<any({', '.join(kinds.OPERATOR_FORMS)}):kind>", methods=["POST"])
 @role_required("operator")
 def movement(user_id: int, kind: str):
     queries.get_user(user_id)
@@ -124,23 +217,32 @@ def movement(user_id: int, kind: str):
 
 def _post(form: MovementForm, user_id: int) -> Done | None:
     """Posts the movement through the ledger; a refusal becomes an error on the form."""
-    limit = current_app.config["OPERATOR_SPEND_LIMIT"]
-    if not can("admin") and form.amount.data > limit:
-        form.amount.errors.append(f"Above your limit of {limit:,} per transaction: ask an admin.")
+    if not _within_limit(form):
         return None
-    actor = ledger.Actor(label=current_user.label, operator_id=current_user.id)
     try:
-        receipt = FLOWS[form.kind](user_id, form.asset.data, form.amount.data,
-                                   form.reference_id.data, description=form.reason.data.strip(),
-                                   actor=actor)
-    except errors.LedgerError as error:
+        receipt = ledger.move(form.kind, user_id, form.asset.data, form.amount.data,
+                              form.reference_id.data, description=form.reason.data.strip(),
+                              actor=_actor())
+    except errors.WalletError as error:
         _explain(form, error)
         return None
     wallet = next(leg.balance_after for leg in receipt.postings if leg.balance_after is not None)
     return Done(form.kind, form.asset.data, form.amount.data, receipt.id, wallet, receipt.replayed)
 
 
-def _explain(form: MovementForm, error: errors.LedgerError) -> None:
+def _within_limit(form: MovementForm) -> bool:
+    limit = current_app.config["OPERATOR_SPEND_LIMIT"]
+    if not can("admin") and form.amount.data > limit:
+        form.amount.errors.append(f"Above your limit of {limit:,} per transaction: ask an admin.")
+        return False
+    return True
+
+
+def _actor() -> ledger.Actor:
+    return ledger.Actor(label=current_user.label, operator_id=current_user.id)
+
+
+def _explain(form: MovementForm, error: errors.WalletError) -> None:
     if isinstance(error, errors.InsufficientFunds):
         form.amount.errors.append(
             f"Not enough {form.asset.data}: the wallet holds {error.details['available']:,}.")
@@ -154,6 +256,8 @@ def _explain(form: MovementForm, error: errors.LedgerError) -> None:
         form.amount.errors.append(error.message)
     elif isinstance(error, errors.UnknownAsset):
         form.asset.errors.append(error.message)
+    elif isinstance(error, errors.AccountClosed):
+        form.form_errors.append("This user is closed: nothing was moved.")
     elif isinstance(error, errors.AccountFrozen):
         form.form_errors.append(f"This {form.asset.data} wallet is frozen: nothing was moved.")
     elif isinstance(error, (errors.IdempotencyConflict, errors.ReferenceTaken)):
@@ -171,13 +275,174 @@ def _failed(user_id: int, form: MovementForm):
         return render("users/_movement_form.html", user=queries.get_user(user_id), form=form,
                       status=422)
     return render("users/user.html", status=422,
-                  **_page_context(user_id, _movement_forms(form), form.asset.data))
+                  **_page_context(user_id, movement=form, asset=form.asset.data))
 
 
 def _succeeded(user_id: int, form: MovementForm, done: Done):
     if not is_htmx():
         flash(done.message)
         return redirect(url_for("users.user", user_id=user_id, asset=done.asset), 303)
-    fresh = _movement_forms(None, done.asset)[form.kind]
+    fresh = MovementForm(form.kind, queries.list_asset_codes(), formdata=None,
+                         data={"asset": done.asset})
     return render("users/_movement_done.html", form=fresh, done=done,
-                  **_page_context(user_id, {}, done.asset))
+                  **_page_context(user_id, asset=done.asset))
+
+
+# ---------------------------------------------------------------- transfers
+
+
+@bp.route("/<id:user_id>/transfer", methods=["POST"])
+@role_required("operator")
+def transfer(user_id: int):
+    queries.get_user(user_id)
+    form = TransferForm(queries.list_asset_codes())
+    done = _post_transfer(form, user_id) if form.validate_on_submit() else None
+    if done is None:
+        if form.recipient is None and not form.to.errors:
+            form.recipient = _chosen(form.to_user_id.data, user_id)
+        if form.reference_id.data is None or form.reference_id.errors:
+            form.reference_id.data = new_reference()
+        return _transfer_answer(user_id, form, status=422)
+    if not is_htmx():
+        flash(done.message)
+        return redirect(url_for("users.user", user_id=user_id, asset=done.asset), 303)
+    return render("users/_transfer_done.html", done=done,
+                  **_page_context(user_id, asset=done.asset))  # a fresh form, new balances
+
+
+def _post_transfer(form: TransferForm, user_id: int) -> Done | None:
+    form.recipient = _recipient(form, user_id)
+    if form.recipient is None or not _within_limit(form):
+        return None
+    try:
+        receipt = ledger.transfer(user_id, form.recipient.id, form.asset.data, form.amount.data,
+                                  form.reference_id.data, description=form.reason.data.strip(),
+                                  actor=_actor())
+    except errors.WalletError as error:
+        _explain_transfer(form, error, user_id)
+        return None
+    sent = next(leg.balance_after for leg in receipt.postings if leg.amount < 0)
+    return Done("transfer", form.asset.data, form.amount.data, receipt.id, sent,
+                receipt.replayed, recipient=form.recipient.username)
+
+
+def _recipient(form: TransferForm, user_id: int) -> User | None:
+    """The chosen user (to_user_id), else the one `to` names by id or exact username or
+    email; None with the reason on the form."""
+    if form.to_user_id.data is not None:
+        found = _chosen(form.to_user_id.data, None)
+        if found is None:
+            form.to_user_id.errors.append(f"No user #{form.to_user_id.data}.")
+        return found
+    term = form.to.data.lower()
+    found = next((user for user in queries.find_users(term, limit=10)
+                  if term in (str(user.id), user.username.lower(), user.email.lower())), None)
+    if found is None or found.username == accounts.SYSTEM_USERNAME:
+        form.to.errors.append(f"No user is “{form.to.data}”: pick one from the list, "
+                              "or enter a user id.")
+        return None
+    return found
+
+
+def _chosen(to_user_id: int | None, sender_id: int | None) -> User | None:
+    """The user a lookup result names: not the system user, nor the sender (to pick)."""
+    if to_user_id is None or to_user_id == sender_id:
+        return None
+    try:
+        found = queries.get_user(to_user_id)
+    except errors.UnknownUser:
+        return None
+    return None if found.username == accounts.SYSTEM_USERNAME else found
+
+
+def _explain_transfer(form: TransferForm, error: errors.WalletError, user_id: int) -> None:
+    recipient = form.recipient.username
+    if isinstance(error, errors.InvalidTransfer):
+        form.recipient = None  # the picker opens again, with the reason
+        form.to.errors.append("A user cannot transfer to themselves: choose another user.")
+    elif isinstance(error, errors.AccountClosed) and not _sender_refused(error, user_id):
+        form.form_errors.append(f"{recipient} is closed: the transfer cannot land; "
+                                "nothing was moved.")
+    elif type(error) is errors.AccountFrozen:  # a frozen wallet refuses debits only: the sender's
+        form.form_errors.append(f"This user's {form.asset.data} wallet is frozen: "
+                                "nothing can be sent from it; nothing was moved.")
+    elif isinstance(error, errors.BalanceLimit):
+        form.amount.errors.append(f"{recipient}'s wallet would hold more than the "
+                                  f"{form.asset.data} maximum of "
+                                  f"{error.details['max_balance']:,}.")
+    else:
+        _explain(form, error)
+
+
+def _sender_refused(error: errors.WalletError, user_id: int) -> bool:
+    account_id = error.details.get("account_id")
+    return account_id is not None and queries.get_account(account_id).user_id == user_id
+
+
+def _transfer_answer(user_id: int, form: TransferForm, status: int):
+    if is_htmx():
+        return render("users/_transfer_form.html", user=queries.get_user(user_id),
+                      transfer=form, status=status)
+    return render("users/user.html", status=status,
+                  **_page_context(user_id, transfer=form, asset=form.asset.data))
+
+
+@bp.route("/<id:user_id>/recipients")
+def recipients(user_id: int):
+    """The transfer form's as-you-type lookup: the results, each a button that chooses."""
+    if not is_htmx():
+        return redirect(url_for("users.user", user_id=user_id))
+    sender = queries.get_user(user_id)
+    term = request.args.get("transfer-to", "").strip()
+    found = [user for user in queries.find_users(term, limit=10)
+             if user.id != sender.id and user.username != accounts.SYSTEM_USERNAME]
+    return render("users/_recipient_results.html", user=sender, q=term, users=found)
+
+
+@bp.route("/<id:user_id>/recipient")
+def recipient(user_id: int):
+    """The transfer form's recipient: the chosen user (`pick`), or the lookup again."""
+    if not is_htmx():
+        return redirect(url_for("users.user", user_id=user_id))
+    sender = queries.get_user(user_id)
+    form = TransferForm(queries.list_asset_codes(), formdata=None)
+    picked = parse_integer(request.args.get("pick", ""))
+    form.recipient = _chosen(picked, sender.id)
+    if picked is not None and form.recipient is None:
+        form.to.errors = ["That user cannot receive this transfer: choose another."]
+    return render("users/_recipient.html", user=sender, transfer=form)
+
+
+# ---------------------------------------------------------------- status
+
+
+@bp.route(f"/<id:user_id>/<any({', '.join(accounts.ACTIONS)}):action>", methods=["POST"])
+def change_status(user_id: int, action: str):
+    if not can(STATUS_ROLES[action]):  # the role depends on the action
+        abort(403, description=f"This needs the {STATUS_ROLES[action]} role.")
+    found = queries.get_user(user_id)
+    form = StatusForm(action)
+    if form.validate_on_submit():
+        try:
+            changed = accounts.change_status(user_id, action, form.reason.data, actor=_actor())
+        except errors.WalletError as error:
+            _explain_status(form, error)
+        else:
+            flash(f"User {found.username} " + (STATUS_DONE[action] if changed else
+                  f"was already {accounts.ACTIONS[action][1]}: nothing changed."))
+            return redirect(url_for("users.user", user_id=user_id), 303)
+    return render("users/user.html", status=422, **_page_context(user_id, status=form))
+
+
+def _explain_status(form: StatusForm, error: errors.WalletError) -> None:
+    if isinstance(error, errors.BalanceNotZero):
+        held = ", ".join(f"{amount:,} {asset}"
+                         for asset, amount in sorted(error.details["balances"].items()))
+        form.form_errors.append(f"Balances must be zero to close: this user still holds {held}. "
+                                "Move it out first; nothing changed.")
+    elif isinstance(error, errors.UserClosed):
+        form.form_errors.append("This user is closed: its status cannot change.")
+    elif error.details.get("field") == "reason":
+        form.reason.errors.append(f"Say why, in at most {accounts.MAX_REASON} characters.")
+    else:
+        form.form_errors.append(error.message)
