@@ -9,7 +9,9 @@ import urllib.request
 
 import pytest
 
-from wallet_web import ROOT_DIR, api_keys
+from tests.conftest import _config_dict
+from wallet_web import ROOT_DIR, api_keys, create_app
+from wallet_web.extensions import db
 
 
 @pytest.fixture
@@ -43,6 +45,23 @@ def post_movement(client, auth):
     return post
 
 
+@pytest.fixture
+def app_with(database_url):
+    """app_with(**settings) -> another app on the test database with those settings changed
+    (create_app reads them); its connections are closed at the end."""
+    made = []
+
+    def make(**settings):
+        made.append(create_app({**_config_dict(), "SQLALCHEMY_DATABASE_URI": database_url,
+                                **settings}))
+        return made[-1]
+
+    yield make
+    for other in made:
+        with other.app_context():
+            db.engine.dispose()
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -69,7 +88,8 @@ def live_server(app, database_url, tmp_path):
         log.close()
 
 
-def _wait_until_up(base: str, server, log_path, seconds: float = 30):
+def _wait_until_up(base: str, server, log_path, seconds: float = 120):
+    """Polls until gunicorn answers; the deadline only stops a server that never comes up."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if server.poll() is not None:

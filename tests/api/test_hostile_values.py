@@ -9,16 +9,16 @@ from urllib.parse import quote
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from wallet_web import audit, ledger
+from wallet_web import accounts, audit, ledger
 from wallet_web.api.openapi import OPERATIONS
 
-from ..hostile import money, json_values, text_values
+from ..hostile import json_values, money, text_values
 
 pytestmark = pytest.mark.both_backends
 EXAMPLES_PER_FIELD = 12
 PATH_ARGUMENT = re.compile(r"<(?:\w+:)?(\w+)>")
-VALID = {"user_id": 2, "amount": 1, "reference_id": "hostile-api", "description": "",
-         "currency": "GOLD", "asset": "GOLD"}
+VALID = {"amount": 1, "reference_id": "hostile-api", "description": "", "currency": "GOLD",
+         "asset": "GOLD"}
 
 
 def _path(operation, ids: dict, attacked: str | None = None, value: str = "") -> str:
@@ -28,15 +28,18 @@ def _path(operation, ids: dict, attacked: str | None = None, value: str = "") ->
     return PATH_ARGUMENT.sub(fill, operation.path)
 
 
-def _valid_body(model) -> dict:
-    return {name: VALID[name] for name in model.model_fields if name in VALID}
+def _valid_body(model, ids: dict) -> dict:
+    values = {**VALID, "user_id": ids["user_id"]}
+    return {name: values[name] for name in model.model_fields if name in values}
 
 
 @pytest.fixture
-def ids(app):
-    spent = ledger.spend(2, "GOLD", 1, "hostile-api-seed")
+def ids(make_user):
+    user = make_user(balance=100)
+    spent = ledger.spend(user, "GOLD", 1, "hostile-api-seed")
     wallet = next(leg.account_id for leg in spent.postings if leg.balance_after is not None)
-    return {"user_id": 2, "tx_id": spent.id, "account_id": wallet}
+    accounts.register_user("hostile_owner", "hostile-owner@example.com", "game:hostile")
+    return {"user_id": user, "tx_id": spent.id, "account_id": wallet, "external_id": "game:hostile"}
 
 
 def test_no_field_gets_a_5xx_or_moves_money_when_refused(client, auth, read_key, ids):
@@ -48,13 +51,13 @@ def test_no_field_gets_a_5xx_or_moves_money_when_refused(client, auth, read_key,
 
 
 def _attack_operation(client, headers, operation, ids):
-    send = _sender(client, headers, operation)
+    send = _sender(client, headers, operation, ids)
     for name in PATH_ARGUMENT.findall(operation.path):
         _attack(lambda value, name=name: send(_path(operation, ids, name, str(value)), None, {}),
                 text_values)
     path = _path(operation, ids)
     if operation.body is not None:
-        valid = _valid_body(operation.body)
+        valid = _valid_body(operation.body, ids)
         for name in [*operation.body.model_fields, "unknown_field"]:
             _attack(lambda value, name=name: send(path, {**valid, name: value}, {}), json_values)
     if operation.query is not None:
@@ -62,11 +65,11 @@ def _attack_operation(client, headers, operation, ids):
             _attack(lambda value, name=name: send(path, None, {name: value}), text_values)
 
 
-def _sender(client, headers, operation):
+def _sender(client, headers, operation, ids):
     def send(path, body, query):
         if operation.method == "GET":
             return client.get(path, query_string=query, headers=headers)
-        data = json.dumps(body if body is not None else _valid_body(operation.body or dict))
+        data = json.dumps(body if body is not None else _valid_body(operation.body, ids))
         return client.open(path, method=operation.method, data=data, query_string=query,
                            headers={**headers, "Content-Type": "application/json"})
     return send

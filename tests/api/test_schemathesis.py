@@ -11,6 +11,8 @@ from wallet_web import api_keys
 
 CONFIG = os.path.join(os.path.dirname(__file__), "schemathesis.toml")
 SECONDS_PER_RUN = 45
+# One worker: two threads crash schemathesis now and then on CPython 3.11.7 ("SystemError: AST
+# constructor recursion depth mismatch" while hypothesis reads a lambda's source, cpython#106905).
 
 
 @pytest.mark.parametrize("scope", ["write", "read"])
@@ -21,7 +23,7 @@ def test_schemathesis_finds_nothing(live_server, app, scope):
         [schemathesis, "--no-color", "--config-file", CONFIG, "run",
          f"{live_server}/api/v1/openapi.json", "--checks", "all",
          "--phases", "examples,coverage,fuzzing,stateful", "--max-examples", "20",
-         "--max-time", str(SECONDS_PER_RUN), "--seed", "20261126", "--workers", "2",
+         "--max-time", str(SECONDS_PER_RUN), "--seed", "20261126", "--workers", "1",
          "-H", f"Authorization: Bearer {key}"],
         capture_output=True, text=True, timeout=SECONDS_PER_RUN + 120)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]

@@ -1,14 +1,21 @@
-"""/api/v1: lookups, keyset pages under concurrent inserts, filters, reversal, balance at, CSV."""
+"""/api/v1: lookups, keyset pages under concurrent inserts and their `limit`, filters,
+reversal, balance at, CSV."""
 import csv
 import io
-import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select
 
-from wallet_web import ledger
+from wallet_web import accounts, ledger, queries
+from wallet_web.api.openapi import OPERATIONS
 from wallet_web.extensions import db
-from wallet_web.models import Posting
+from wallet_web.models import Posting, utcnow
+
+# README: "lists are newest first, keyset-paginated: pass next_cursor back as cursor; limit 1
+# to 200". A new list must be added here, after its documentation.
+LISTS = {"/api/v1/users", "/api/v1/accounts/<id:account_id>/postings", "/api/v1/transactions"}
+MAX_LIMIT = 200
 
 
 def test_users_are_found_by_id_username_or_email_prefix(client, auth, make_user):
@@ -16,24 +23,31 @@ def test_users_are_found_by_id_username_or_email_prefix(client, auth, make_user)
     find = lambda q: [u["username"] for u in client.get(f"/api/v1/users?q={q}", headers=auth()).json["items"]]
     assert find(str(carol)) == ["carol"]
     assert find("CAR") == ["carol"]
-    assert find("bob%40ex") == ["bob"]
+    assert find("carol%40ex") == ["carol"]
     assert find("nobody") == []
-    assert client.get("/api/v1/users", headers=auth()).status_code == 422
 
 
-def test_a_user_with_its_accounts_and_balances(client, auth):
-    body = client.get("/api/v1/users/3", headers=auth()).json
-    assert body["username"] == "bob"
-    assert {a["asset_code"]: a["balance"] for a in body["accounts"]} == {"DIAMOND": 0, "GOLD": 50, "LOYALTY": 0}
-    assert client.get("/api/v1/users/999", headers=auth()).status_code == 404
+def test_a_user_with_its_accounts_and_balances(client, auth, make_user):
+    dora = make_user(balance=50, name="dora")
+    body = client.get(f"/api/v1/users/{dora}", headers=auth()).json
+    assert body["username"] == "dora"
+    assert {a["asset"]: a["balance"] for a in body["accounts"]} == {"DIAMOND": 0, "GOLD": 50, "LOYALTY": 0}
+    response = client.get(f"/api/v1/users/{dora + 1000}", headers=auth())
+    assert (response.status_code, response.json["error"]["code"]) == (404, "user_not_found")
 
 
-def test_an_account_with_its_exact_balance(client, auth, wallet_of):
-    body = client.get(f"/api/v1/accounts/{wallet_of(2)}", headers=auth()).json
-    assert (body["user_id"], body["asset_code"], body["balance"], body["status"]) == (2, "GOLD", 100, "active")
-    treasury = client.get("/api/v1/accounts/1", headers=auth()).json
-    assert treasury["kind"] == "treasury" and treasury["balance"] == 10**12 - 150
-    assert client.get("/api/v1/accounts/999999", headers=auth()).json["error"]["code"] == "account_not_found"
+def test_an_account_with_its_exact_balance(client, auth, make_user, wallet_of):
+    user = make_user(balance=100)
+    body = client.get(f"/api/v1/accounts/{wallet_of(user)}", headers=auth()).json
+    assert (body["user_id"], body["asset"], body["balance"], body["status"]) == (user, "GOLD", 100, "active")
+    treasury = accounts.ensure_house_accounts("GOLD")["treasury"]
+    before = client.get(f"/api/v1/accounts/{treasury}", headers=auth()).json
+    ledger.topup(user, "GOLD", 30, "from-the-treasury")
+    after = client.get(f"/api/v1/accounts/{treasury}", headers=auth()).json
+    assert after["kind"] == "treasury" and after["balance"] == before["balance"] - 30
+    assert after["balance"] == queries.account_balance(treasury)
+    missing = client.get(f"/api/v1/accounts/{treasury + 10**6}", headers=auth())
+    assert (missing.status_code, missing.json["error"]["code"]) == (404, "account_not_found")
 
 
 def test_postings_pages_stay_stable_while_new_rows_arrive(client, auth, make_user, wallet_of):
@@ -54,47 +68,105 @@ def test_postings_pages_stay_stable_while_new_rows_arrive(client, auth, make_use
     assert newest["amount"] > 100 and newest["balance_after"] == sum(range(1, 8)) + 3 * 100 + 3 + 6 + 7
 
 
-def test_an_invalid_cursor_is_400(client, auth, wallet_of):
-    for cursor in ("garbage", "aWQ6eA", "%00"):
-        response = client.get(f"/api/v1/accounts/{wallet_of(2)}/postings?cursor={cursor}", headers=auth())
-        assert response.status_code in (400, 422)
-    response = client.get("/api/v1/transactions?cursor=garbage", headers=auth())
-    assert (response.status_code, response.json["error"]["code"]) == (400, "invalid_cursor")
+# ---------------------------------------------------------------- limit, on every list
 
 
-def test_transactions_are_filtered_and_paged(client, auth, post_movement):
+def list_operations():
+    return [op for op in OPERATIONS
+            if op.method == "GET" and op.query is not None and "limit" in op.query.model_fields]
+
+
+def test_every_list_is_a_documented_keyset_list():
+    assert {op.path for op in list_operations()} == LISTS
+    for op in list_operations():
+        assert "cursor" in op.query.model_fields, op.path
+
+
+@pytest.fixture
+def crowded_lists(make_user, wallet_of) -> list[tuple[str, dict]]:
+    """(path, query) of each list, each with MAX_LIMIT + 1 items to show (newest first)."""
+    accounts.create_users_bulk([(f"crowd-{n}", f"crowd-{n}@example.test")
+                                for n in range(MAX_LIMIT + 1)])
+    user = make_user()
+    for n in range(MAX_LIMIT + 1):
+        ledger.topup(user, "GOLD", 1, f"crowd-{n}")
+    lists = {"/api/v1/users": ("/api/v1/users", {"q": "crowd-"}),
+             "/api/v1/accounts/<id:account_id>/postings":
+                 (f"/api/v1/accounts/{wallet_of(user)}/postings", {}),
+             "/api/v1/transactions": ("/api/v1/transactions", {"user_id": user})}
+    return [lists[op.path] for op in list_operations()]
+
+
+def _ids(page: dict) -> list[int]:
+    return [item["id"] for item in page["items"]]
+
+
+def test_limits_1_and_200_are_honoured_on_every_list(client, auth, crowded_lists):
+    for url, filters in crowded_lists:
+        def get(url=url, filters=filters, **query):
+            return client.get(url, query_string={**filters, **query}, headers=auth()).json
+        one = get(limit=1)
+        assert len(one["items"]) == 1 and one["next_cursor"], url
+        full = get(limit=MAX_LIMIT)
+        assert len(full["items"]) == MAX_LIMIT and full["next_cursor"], url
+        assert _ids(full)[0] == _ids(one)[0] and _ids(full) == sorted(_ids(full), reverse=True)
+        rest = get(limit=MAX_LIMIT, cursor=full["next_cursor"])
+        assert len(rest["items"]) == 1 and rest["next_cursor"] is None, url
+        assert _ids(rest)[0] < _ids(full)[-1]
+
+
+@pytest.mark.parametrize("limit", ["0", str(MAX_LIMIT + 1), "-1", "abc", "", "1.5", "10**3"])
+def test_a_limit_outside_1_to_200_is_422_validation_error_on_every_list(
+        client, auth, make_user, wallet_of, limit):
+    account = wallet_of(make_user())
+    for op in list_operations():
+        path = op.path.replace("<id:account_id>", str(account))
+        response = client.get(path, query_string={"limit": limit}, headers=auth())
+        assert response.status_code == 422, (op.path, response.get_data(as_text=True)[:300])
+        error = response.json["error"]
+        assert (error["code"], error["field"]) == ("validation_error", "limit"), op.path
+
+
+# ---------------------------------------------------------------- transactions
+
+
+def test_transactions_are_filtered_and_paged(client, auth, post_movement, make_user):
+    user = make_user(balance=50)
     for n in range(5):
-        post_movement("bonus", user_id=3, amount=1, reference_id=f"bonus-{n}", currency="LOYALTY")
-    post_movement("spend", user_id=3, amount=10, reference_id="spend-0")
+        post_movement("bonus", user_id=user, amount=1, reference_id=f"bonus-{n}", currency="LOYALTY")
+    post_movement("spend", user_id=user, amount=10, reference_id="spend-0")
     get = lambda q: client.get(f"/api/v1/transactions?{q}", headers=auth()).json
-    assert [t["kind"] for t in get("user_id=3")["items"]] == ["spend"] + ["bonus"] * 5 + ["topup"]
+    assert [t["kind"] for t in get(f"user_id={user}")["items"]] == ["spend"] + ["bonus"] * 5 + ["topup"]
     assert [t["reference_id"] for t in get("kind=spend")["items"]] == ["spend-0"]
-    assert len(get("asset=LOYALTY")["items"]) == 5 + 1  # and its genesis
-    assert get("reference_id=bonus-2")["items"][0]["postings"][0]["asset_code"] == "LOYALTY"
+    assert len(get(f"asset=LOYALTY&user_id={user}")["items"]) == 5
+    assert get("reference_id=bonus-2")["items"][0]["postings"][0]["asset"] == "LOYALTY"
     ids, cursor = [], ""
     while True:
-        page = get(f"user_id=3&limit=2&cursor={cursor}")
+        page = get(f"user_id={user}&limit=2&cursor={cursor}")
         ids += [t["id"] for t in page["items"]]
         if not (cursor := page["next_cursor"]):
             break
     assert len(ids) == 7 and ids == sorted(ids, reverse=True)
     assert get("since=2999-01-01T00:00:00Z")["items"] == []
-    assert len(get("until=2999-01-01T00:00:00%2B02:00&user_id=3")["items"]) == 7
+    assert len(get(f"until=2999-01-01T00:00:00%2B02:00&user_id={user}")["items"]) == 7
     naive = client.get("/api/v1/transactions?since=2020-01-01T00:00:00", headers=auth())
     assert naive.status_code == 422 and naive.json["error"]["field"] == "since"
     assert client.get("/api/v1/transactions?kind=gift", headers=auth()).status_code == 422
 
 
-def test_one_transaction_with_its_postings(client, auth, post_movement):
-    made = post_movement("topup", user_id=2, amount=9, reference_id="one").json
+def test_one_transaction_with_its_postings(client, auth, post_movement, make_user):
+    made = post_movement("topup", user_id=make_user(), amount=9, reference_id="one").json
     body = client.get(f"/api/v1/transactions/{made['id']}", headers=auth()).json
     assert body["kind"] == "topup" and body["actor"] == "api:test-writer" and body["api_key_id"]
     assert sorted(p["amount"] for p in body["postings"]) == [-9, 9]
-    assert client.get("/api/v1/transactions/999999", headers=auth()).status_code == 404
+    missing = client.get(f"/api/v1/transactions/{made['id'] + 10**6}", headers=auth())
+    assert (missing.status_code, missing.json["error"]["code"]) == (404, "transaction_not_found")
 
 
-def test_reversal_is_created_then_replayed_then_refused_under_another_reference(client, auth, post_movement, wallet_of):
-    made = post_movement("topup", user_id=2, amount=40, reference_id="to-undo").json
+def test_reversal_is_created_then_replayed_then_refused_under_another_reference(
+        client, auth, post_movement, make_user, wallet_of):
+    user = make_user(balance=100)
+    made = post_movement("topup", user_id=user, amount=40, reference_id="to-undo").json
     url = f"/api/v1/transactions/{made['id']}/reversal"
     first = client.post(url, json={"reference_id": "undo-1"}, headers=auth())
     assert first.status_code == 201 and first.json["reverses_id"] == made["id"]
@@ -103,30 +175,47 @@ def test_reversal_is_created_then_replayed_then_refused_under_another_reference(
     assert again.headers["Idempotent-Replayed"] == "true"
     other = client.post(url, json={"reference_id": "undo-2"}, headers=auth())
     assert (other.status_code, other.json["error"]["code"]) == (409, "already_reversed")
-    assert client.get(f"/api/v1/accounts/{wallet_of(2)}", headers=auth()).json["balance"] == 100
-    genesis = client.post("/api/v1/transactions/1/reversal", json={"reference_id": "g"}, headers=auth())
-    assert (genesis.status_code, genesis.json["error"]["code"]) == (422, "not_reversible")
-    missing = client.post("/api/v1/transactions/999999/reversal", json={"reference_id": "m"}, headers=auth())
-    assert missing.status_code == 404
+    assert queries.account_balance(wallet_of(user)) == 100
+    genesis = queries.find_transaction_by_reference("seed:genesis:GOLD").id
+    refused = client.post(f"/api/v1/transactions/{genesis}/reversal", json={"reference_id": "g"},
+                          headers=auth())
+    assert (refused.status_code, refused.json["error"]["code"]) == (422, "not_reversible")
+    missing = client.post(f"/api/v1/transactions/{made['id'] + 10**6}/reversal",
+                          json={"reference_id": "m"}, headers=auth())
+    assert (missing.status_code, missing.json["error"]["code"]) == (404, "transaction_not_found")
 
 
-def test_balance_at_a_point_in_time_comes_from_the_stored_balance_after(client, auth, post_movement, wallet_of):
-    post_movement("topup", user_id=2, amount=10, reference_id="t-1")
-    time.sleep(0.01)
-    middle = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
-    time.sleep(0.01)
-    post_movement("topup", user_id=2, amount=20, reference_id="t-2")
-    url = f"/api/v1/accounts/{wallet_of(2)}/balance"
-    assert client.get(f"{url}?at={middle}", headers=auth()).json["balance"] == 110
+def _after(moment: datetime) -> None:
+    """Returns once the clock shows a later time than `moment` (at once on any real clock; the
+    deadline only stops a clock that stands still)."""
+    deadline = datetime.now(UTC) + timedelta(seconds=60)
+    while utcnow() <= moment:
+        assert datetime.now(UTC) < deadline
+
+
+def test_balance_at_a_point_in_time_comes_from_the_stored_balance_after(
+        client, auth, post_movement, make_user, wallet_of):
+    user = make_user(balance=100)
+    url = f"/api/v1/accounts/{wallet_of(user)}/balance"
+    first = post_movement("topup", user_id=user, amount=10, reference_id="t-1").json
+    _after(datetime.fromisoformat(first["created_at"]))  # the next movement is strictly later
+    second = post_movement("topup", user_id=user, amount=20, reference_id="t-2").json
+    at = lambda moment: client.get(url, query_string={"at": moment}, headers=auth()).json["balance"]
+    just_before = (datetime.fromisoformat(first["created_at"]) - timedelta(microseconds=1)).isoformat()
+    assert at(just_before) == 100
+    assert at(first["created_at"]) == 110  # "at or before": the posting at that instant counts
+    assert at(second["created_at"]) == 130
     assert client.get(url, headers=auth()).json["balance"] == 130
-    assert client.get(f"{url}?at=2000-01-01T00:00:00Z", headers=auth()).json["balance"] == 0
-    assert client.get(f"{url}?at=yesterday", headers=auth()).status_code == 422
+    assert at("2000-01-01T00:00:00Z") == 0
+    response = client.get(url, query_string={"at": "yesterday"}, headers=auth())
+    assert (response.status_code, response.json["error"]["field"]) == (422, "at")
 
 
-def test_the_csv_has_one_row_per_posting_and_neutralised_formulas(client, auth, post_movement):
-    post_movement("topup", user_id=2, amount=5, reference_id="=HYPERLINK(\"x\")",
+def test_the_csv_has_one_row_per_posting_and_neutralised_formulas(client, auth, post_movement, make_user):
+    user = make_user(balance=100)
+    post_movement("topup", user_id=user, amount=5, reference_id="=HYPERLINK(\"x\")",
                   description="+cmd|' /C calc'!A0")
-    post_movement("spend", user_id=2, amount=1, reference_id="@SUM(1)", description="-2+3")
+    post_movement("spend", user_id=user, amount=1, reference_id="@SUM(1)", description="-2+3")
     response = client.get("/api/v1/transactions.csv", headers=auth())
     assert response.status_code == 200 and response.mimetype == "text/csv"
     rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
@@ -139,9 +228,11 @@ def test_the_csv_has_one_row_per_posting_and_neutralised_formulas(client, auth, 
     assert formula[0]["reference_id"].startswith("'=") and formula[0]["description"].startswith("'+")
 
 
-def test_the_csv_takes_the_same_filters(client, auth, post_movement):
-    post_movement("bonus", user_id=3, amount=2, reference_id="only", currency="DIAMOND")
-    text = client.get("/api/v1/transactions.csv?asset=DIAMOND", headers=auth()).get_data(as_text=True)
+def test_the_csv_takes_the_same_filters(client, auth, post_movement, make_user):
+    user = make_user()
+    post_movement("bonus", user_id=user, amount=2, reference_id="only", currency="DIAMOND")
+    text = client.get(f"/api/v1/transactions.csv?asset=DIAMOND&user_id={user}",
+                      headers=auth()).get_data(as_text=True)
     rows = list(csv.reader(io.StringIO(text)))
-    assert rows[0][0] == "transaction_id" and len(rows) == 1 + 2 + 2  # genesis and bonus legs
+    assert rows[0][0] == "transaction_id" and len(rows) == 1 + 2  # the bonus's two legs
     assert {r[8] for r in rows[1:]} == {"DIAMOND"}

@@ -6,8 +6,9 @@ from sqlalchemy.exc import DBAPIError
 
 import seed
 from tests.conftest import _config_dict
-from wallet_web import create_app, ledger
+from wallet_web import accounts, create_app, ledger, queries
 from wallet_web.extensions import db
+from wallet_web.models import Account
 
 
 def terminate_pooled_connection(url: str) -> None:
@@ -15,6 +16,13 @@ def terminate_pooled_connection(url: str) -> None:
         pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
     with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+def wallet_id(user_id: int) -> int:
+    found = db.session.query(Account.id).filter_by(user_id=user_id, asset_code="GOLD",
+                                                   kind="wallet").scalar()
+    db.session.remove()  # the pool holds one connection: give it back to the ledger
+    return found
 
 
 def build_app_with_engine_settings(database_url: str, ping_idle_seconds: float):
@@ -27,8 +35,11 @@ def test_an_idle_connection_the_database_dropped_is_replaced_without_an_error(da
     app = build_app_with_engine_settings(database_url, ping_idle_seconds=0)
     with app.app_context():
         seed.seed_demo()
+        user = accounts.create_user("reconnect", "reconnect@example.test")
+        wallet = wallet_id(user)
         terminate_pooled_connection(database_url)
-        assert ledger.topup(2, "GOLD", 1, "after-drop").balance_after is not None
+        assert ledger.topup(user, "GOLD", 1, "after-drop").balance_after(wallet) == 1
+        assert queries.account_balance(wallet) == 1
         db.engine.dispose()
 
 
@@ -36,9 +47,12 @@ def test_a_busy_connection_the_database_dropped_fails_once_then_the_pool_reconne
     app = build_app_with_engine_settings(database_url, ping_idle_seconds=3600)
     with app.app_context():
         seed.seed_demo()
+        user = accounts.create_user("reconnect", "reconnect@example.test")
         terminate_pooled_connection(database_url)
         with pytest.raises(DBAPIError) as failed:
-            ledger.topup(2, "GOLD", 1, "first-after-drop")
+            ledger.topup(user, "GOLD", 1, "first-after-drop")
         assert failed.value.connection_invalidated
-        assert ledger.topup(2, "GOLD", 1, "first-after-drop").replayed is False
+        receipt = ledger.topup(user, "GOLD", 1, "first-after-drop")
+        assert receipt.replayed is False
+        assert receipt.balance_after(wallet_id(user)) == 1
         db.engine.dispose()
