@@ -1,14 +1,21 @@
 """Browser fixtures: the app served over real HTTP on 127.0.0.1 (werkzeug in a thread, the
-test's PostgreSQL database) and Debian's Chromium driven by Playwright."""
+test's PostgreSQL database) and Debian's Chromium driven by Playwright.
+
+Every wait polls for what the test expects under one generous deadline, HANG_GUARD_MS: the
+tests share a 2-core box with other work, so the deadline only stops a hang. It stays below the
+database's idle-in-transaction timeout (60 s), which would end the test's own open read."""
 import os
 import threading
 
 import pytest
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import expect, sync_playwright
 from werkzeug.serving import make_server
 
+from tests.web.conftest import customer  # noqa: F401  (a fixture: a user made for the test)
 from wallet_web import ROOT_DIR, operators
 
+HANG_GUARD_MS = 30_000
+expect.set_options(timeout=HANG_GUARD_MS)
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 # tests/artifacts/ is ignored by git; SCREENSHOTS_DIR=docs/screenshots refreshes the README's.
 SCREENSHOTS = os.environ.get("SCREENSHOTS_DIR", os.path.join(ROOT_DIR, "tests", "artifacts", "screenshots"))
@@ -32,7 +39,7 @@ def live_server(app):
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
-    thread.join(timeout=10)
+    thread.join(timeout=HANG_GUARD_MS / 1000)
 
 
 @pytest.fixture(params=[True], ids=["js"])
@@ -41,7 +48,7 @@ def page(request, chromium, live_server):
     Parametrize indirectly with False for a browser without JavaScript."""
     context = chromium.new_context(base_url=live_server, viewport={"width": 1280, "height": 900},
                                    accept_downloads=True, java_script_enabled=request.param)
-    context.set_default_timeout(10_000)
+    context.set_default_timeout(HANG_GUARD_MS)
     tab = context.new_page()
     problems = []
     tab.on("console", lambda message: message.type == "error" and problems.append(message.text))

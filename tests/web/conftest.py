@@ -1,9 +1,14 @@
-"""Dashboard fixtures: operators of each role and test clients logged in as them."""
+"""Dashboard fixtures: operators of each role, test clients logged in as them, a customer and
+other records made for the test (no test relies on a seeded id), and the login throttle's clock."""
 import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import pytest
 
-from wallet_web import operators
+from wallet_web import ledger, login_throttle, operators, queries
+from wallet_web.extensions import db
+from wallet_web.models import Transaction, utcnow
 
 PASSWORD = "correct horse battery"
 TOKEN = re.compile(r'name="(?:[a-z]+-)?csrf_token" type="hidden" value="([^"]+)"'
@@ -78,3 +83,64 @@ def login(app, make_operator):
         browser.get("/")
         return browser
     return log_in
+
+
+def gold_of(user_id: int) -> int:
+    db.session.rollback()  # read what the requests committed
+    return next(account.balance for account in queries.user_balances(user_id)
+                if account.kind == "wallet" and account.asset_code == "GOLD")
+
+
+def count_transactions() -> int:
+    db.session.rollback()
+    return db.session.query(Transaction).count()
+
+
+OPENING = 100  # the customer's GOLD
+
+
+@dataclass(frozen=True)
+class Customer:
+    id: int
+    name: str
+    opening_id: int  # the transaction of the opening top-up
+
+    @property
+    def page(self) -> str:
+        return f"/users/{self.id}"
+
+
+@pytest.fixture
+def customer(make_user) -> Customer:
+    """A user made for the test, holding OPENING GOLD from one top-up (reference opening:carla)."""
+    user_id = make_user(name="carla")
+    opening = ledger.topup(user_id, "GOLD", OPENING, "opening:carla", description="Opening balance")
+    return Customer(user_id, "carla", opening.id)
+
+
+@pytest.fixture
+def world(customer, make_user):
+    """Records for every dashboard action to act on (tests/web/actions.py)."""
+    from .actions import make_world  # it imports this module
+
+    return make_world(customer, make_user)
+
+
+class Clock:
+    """The login throttle's clock, moved by the test instead of waited for."""
+
+    def __init__(self, start: datetime):
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, by: timedelta) -> None:
+        self.now += by
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    clock = Clock(utcnow())
+    monkeypatch.setattr(login_throttle, "utcnow", clock)
+    return clock

@@ -124,7 +124,7 @@ class HttpBrowser:
     def open(self, path: str, form: dict | None = None):
         data = None if form is None else urllib.parse.urlencode(form).encode()
         try:
-            reply = self.opener.open(self.base + path, data, timeout=10)
+            reply = self.opener.open(self.base + path, data, timeout=60)  # only a hang
         except urllib.error.HTTPError as error:
             reply = error
         reply.text = reply.read().decode()

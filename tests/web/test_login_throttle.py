@@ -1,15 +1,15 @@
 """Failed logins are throttled per typed name and client address together, and per address
-over all names; known and unknown names are counted and answered alike."""
+over all names; known and unknown names are counted and answered alike. Time is the throttle's
+clock (the `clock` fixture), moved by the tests: nothing waits for the wall clock."""
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
 from werkzeug.security import generate_password_hash
 
 from tests.ops.support import app_with
 from wallet_web import operators
+from wallet_web.config import Config
 from wallet_web.extensions import db
-from wallet_web.models import LoginThrottle, utcnow
 
 from .conftest import PASSWORD, Browser
 
@@ -32,11 +32,22 @@ def error_of(response) -> str:
     return response.text.split('role="alert">', 1)[1].split("<", 1)[0]
 
 
-def age_throttles(**ages: timedelta) -> None:
-    db.session.rollback()  # a fresh transaction, after what the requests committed
-    db.session.execute(update(LoginThrottle).values(
-        {column: utcnow() - age for column, age in ages.items()}))
-    db.session.commit()
+def seconds(app, name: str) -> timedelta:
+    return timedelta(seconds=app.config[name])
+
+
+def test_the_limits_are_the_documented_ones():
+    """README, docs/security.md and docs/operations.md: 5 per name, 50 per address, 900 s."""
+    assert (Config.LOGIN_MAX_FAILURES, Config.LOGIN_MAX_FAILURES_PER_ADDRESS,
+            Config.LOGIN_LOCKOUT_SECONDS) == (5, 50, 900)
+
+
+@pytest.mark.both_backends
+def test_one_failure_fewer_than_the_limit_does_not_lock(app, anonymous, make_operator):
+    make_operator("viewer", "kit")
+    below = app.config["LOGIN_MAX_FAILURES"] - 1
+    assert fail(anonymous, "kit", below) == [401] * below
+    assert attempt(anonymous, "kit", PASSWORD).status_code == 302
 
 
 @pytest.mark.both_backends
@@ -94,32 +105,48 @@ def test_success_clears_the_name_count_but_not_the_address_count(app, anonymous,
 
 
 @pytest.mark.both_backends
-def test_a_lock_ends_after_the_lockout(app, anonymous, make_operator):
+def test_a_lock_lasts_the_configured_lockout_and_no_longer(app, anonymous, make_operator, clock):
     make_operator("viewer", "lou")
     fail(anonymous, "lou", app.config["LOGIN_MAX_FAILURES"])
+    clock.advance(seconds(app, "LOGIN_LOCKOUT_SECONDS") - timedelta(seconds=1))
     assert attempt(anonymous, "lou", PASSWORD).status_code == 429
-    age_throttles(locked_until=timedelta(seconds=1))
+    clock.advance(timedelta(seconds=1))
     assert attempt(anonymous, "lou", PASSWORD).status_code == 302
 
 
 @pytest.mark.both_backends
-def test_failures_older_than_the_window_do_not_add_up(app, anonymous, make_operator):
+def test_failures_within_the_window_add_up(app, anonymous, make_operator, clock):
+    make_operator("viewer", "val")
+    limit = app.config["LOGIN_MAX_FAILURES"]
+    fail(anonymous, "val", limit - 1)
+    clock.advance(seconds(app, "LOGIN_LOCKOUT_SECONDS") - timedelta(seconds=1))
+    assert fail(anonymous, "val", 1) == [401]
+    assert attempt(anonymous, "val", PASSWORD).status_code == 429
+
+
+@pytest.mark.both_backends
+def test_failures_older_than_the_window_do_not_add_up(app, anonymous, make_operator, clock):
     make_operator("viewer", "wes")
     limit = app.config["LOGIN_MAX_FAILURES"]
     fail(anonymous, "wes", limit - 1)
-    age_throttles(window_started_at=timedelta(seconds=app.config["LOGIN_LOCKOUT_SECONDS"] + 1))
+    clock.advance(seconds(app, "LOGIN_LOCKOUT_SECONDS"))
     assert fail(anonymous, "wes", limit - 1) == [401] * (limit - 1)
     assert attempt(anonymous, "wes", PASSWORD).status_code == 302
 
 
-def test_a_new_password_unlocks_the_name(app, anonymous, make_operator):
+def test_the_documented_set_password_command_unlocks_the_name_at_every_address(
+        app, make_operator):
+    """README: `flask --app wsgi operators set-password carol` ... unlocks the name."""
     make_operator("admin", "pat")
-    fail(anonymous, "pat", app.config["LOGIN_MAX_FAILURES"])
-    assert attempt(anonymous, "pat", PASSWORD).status_code == 429
+    here, there = Browser(app), Browser(app)
+    for browser, address in ((here, "10.0.0.1"), (there, "10.0.0.2")):
+        fail(browser, "pat", app.config["LOGIN_MAX_FAILURES"], address=address)
+        assert attempt(browser, "pat", PASSWORD, address=address).status_code == 429
     result = app.test_cli_runner().invoke(args=["operators", "set-password", "PAT"],
                                           input="another good password\n")
     assert result.exit_code == 0, result.output
-    assert attempt(anonymous, "pat", "another good password").status_code == 302
+    for browser, address in ((here, "10.0.0.1"), (there, "10.0.0.2")):
+        assert attempt(browser, "pat", "another good password", address=address).status_code == 302
 
 
 @pytest.fixture

@@ -46,14 +46,15 @@ def test_authenticate_checks_the_password(app, make_operator):
     assert operators.authenticate("nobody", PASSWORD, HERE) is None
 
 
-def test_repeated_failures_lock_the_name_here_even_for_the_right_password(app, make_operator):
+def test_repeated_failures_lock_the_name_here_even_for_the_right_password(app, make_operator,
+                                                                         clock):
     make_operator("operator", "gina")
     for _ in range(app.config["LOGIN_MAX_FAILURES"]):
         assert operators.authenticate("gina", "wrong password", HERE) is None
     with pytest.raises(operators.LockedOut):
         operators.authenticate("GINA", PASSWORD, HERE)
     row = db.session.get(LoginThrottle, (HERE, login_throttle.name_hash("gina")))
-    assert row.locked_until > utcnow() + timedelta(seconds=60)
+    assert row.locked_until == clock.now + timedelta(seconds=app.config["LOGIN_LOCKOUT_SECONDS"])
     assert operators.authenticate("gina", PASSWORD, "192.0.2.2") is not None
 
 
