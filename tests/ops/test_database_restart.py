@@ -1,13 +1,8 @@
 """PostgreSQL restarted under load (a private cluster): while it is down the API answers 503
 JSON at once, and afterwards the same workers recover by themselves; every retried request
 took effect exactly once."""
-import http.cookiejar
-import re
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 
 import pytest
 from flask_migrate import upgrade
@@ -15,7 +10,7 @@ from flask_migrate import upgrade
 import seed
 from tests.conftest import build_app, ensure_database
 from tests.ops.private_pg import PrivateCluster
-from tests.ops.support import Gunicorn, call
+from tests.ops.support import HANG_GUARD_SECONDS, Dashboard, Gunicorn, call, poll_until
 from tests.ops.test_gunicorn import TRANSIENT, ledger_verify, wallet_and_references
 from wallet_web import api_keys, operators
 from wallet_web.extensions import db
@@ -42,31 +37,6 @@ def prepared_database(url: str) -> str:
 
 
 OPERATOR_PASSWORD = "restart-test-password"
-
-
-class Dashboard:
-    """A browser-like client: a cookie jar, the login form with its CSRF token."""
-
-    def __init__(self, base: str):
-        self.base = base
-        self.opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
-
-    def get(self, path: str) -> tuple[int, str, str]:
-        try:
-            with self.opener.open(self.base + path, timeout=10) as response:
-                return response.status, response.headers["Content-Type"], response.read().decode()
-        except urllib.error.HTTPError as error:
-            return error.code, error.headers["Content-Type"], error.read().decode()
-
-    def log_in(self, username: str, password: str) -> None:
-        _, _, page = self.get("/login")
-        tag = re.search(r'<input[^>]*name="csrf_token"[^>]*>', page).group(0)
-        token = re.search(r'value="([^"]+)"', tag).group(1)
-        form = urllib.parse.urlencode({"csrf_token": token, "username": username,
-                                       "password": password}).encode()
-        with self.opener.open(self.base + "/login", data=form, timeout=10) as response:
-            assert response.url.rstrip("/") == self.base, "redirected to the overview"
 
 
 class Load:
@@ -100,11 +70,11 @@ class Load:
 
     def _until_done(self, reference: str, amount: int) -> None:
         body = {"user_id": 2, "amount": amount, "reference_id": reference}
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 2 * HANG_GUARD_SECONDS
         while time.monotonic() < deadline:
             started = time.monotonic()
             try:
-                reply = call(f"{self.base}/wallet/topup", "POST", body, self.headers, timeout=10)
+                reply = call(f"{self.base}/wallet/topup", "POST", body, self.headers)
             except TRANSIENT:
                 self.replies.append((started, time.monotonic() - started, 0, None))
                 continue
@@ -118,14 +88,11 @@ class Load:
     def since(self, moment: float) -> list:
         return [reply for reply in self.replies if reply[0] >= moment]
 
-
-def wait_for_success(load: Load, since: float, seconds: float = 20) -> float:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if any(status in (200, 201) for _, _, status, _ in load.since(since)):
-            return time.monotonic()
-        time.sleep(0.1)
-    raise TimeoutError("the service did not recover")
+    def wait_for(self, count: int, since: float, what: str, statuses=None) -> None:
+        """Until `count` replies (with one of `statuses`, if given) to requests sent after
+        `since`."""
+        poll_until(lambda: len([reply for reply in self.since(since)
+                                if statuses is None or reply[2] in statuses]) >= count, what)
 
 
 def test_a_database_restart_under_load_gives_503s_then_recovers_without_a_restart(
@@ -140,11 +107,10 @@ def test_a_database_restart_under_load_gives_503s_then_recovers_without_a_restar
         dashboard = Dashboard(server.base)
         dashboard.log_in("oncall", OPERATOR_PASSWORD)
         with Load(server.base, token) as load:
-            wait_for_success(load, time.monotonic())
-            time.sleep(1)
+            load.wait_for(10, time.monotonic(), "the load never got going", {200, 201})
             cluster.stop()
-            down_since = time.monotonic()
-            time.sleep(3)
+            down_since = time.monotonic()  # pg_ctl -w: the server is down from here on
+            load.wait_for(6, down_since, "no answer while the database was down")
             assert call(f"{server.base}/readyz").status == 503
             status, content_type, page = dashboard.get("/")
             assert (status, content_type.split(";")[0]) == (503, "text/html")
@@ -152,16 +118,15 @@ def test_a_database_restart_under_load_gives_503s_then_recovers_without_a_restar
             restarting = time.monotonic()
             cluster.start()
             up_since = time.monotonic()
-            recovered_at = wait_for_success(load, up_since)
-            time.sleep(1)
-        while_down = [reply for reply in load.since(down_since + 0.5)
+            load.wait_for(10, up_since, "the service did not recover", {200, 201})
+        # Every request sent and answered while the database was down got a 503 JSON answer
+        # (a request that hung would time out in the client: status 0).
+        while_down = [reply for reply in load.since(down_since)
                       if reply[0] + reply[1] < restarting]
-        assert while_down, "requests were made while the database was down"
+        assert len(while_down) >= 6
         assert {status for _, _, status, _ in while_down} == {503}
         assert {body["error"]["code"] for _, _, _, body in while_down} == {"database_unavailable"}
-        assert max(seconds for _, seconds, _, _ in while_down) < 5, "no request hung"
         assert not [reply for reply in load.replies if reply[2] not in (200, 201, 503)]
-        assert recovered_at - up_since < 10
         assert server.worker_pids() == workers, "recovered without restarting a worker"
         assert call(f"{server.base}/readyz").status == 200
         assert dashboard.get("/")[0] == 200, "the operator's session survived the outage"

@@ -1,7 +1,7 @@
-"""The real server: gunicorn with gunicorn.conf.py, its workers, metrics across processes, a
-worker killed with SIGKILL mid-stream, and a graceful stop on SIGTERM."""
+"""The real server: gunicorn with gunicorn.conf.py, its workers, metrics across processes (and
+a killed worker's dropped by child_exit), JSON log lines, workers killed with SIGKILL
+mid-stream, and a graceful stop on SIGTERM."""
 import http.client
-import json
 import os
 import signal
 import subprocess
@@ -13,7 +13,15 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.ops.support import BIN, call
+from tests.ops.support import (
+    BIN,
+    HANG_GUARD_SECONDS,
+    call,
+    json_records,
+    poll_until,
+    replayed,
+    took_effect,
+)
 from wallet_web import ROOT_DIR
 
 LOCK_ALICE = ("SELECT id FROM accounts WHERE user_id = 2 AND kind = 'wallet' "
@@ -29,17 +37,17 @@ def metric_total(base: str, name: str, **labels) -> float:
 
 
 def post_until_done(base: str, headers: dict, reference_id: str, amount: int,
-                    deadline: float) -> tuple[int, int]:
+                    deadline: float) -> tuple[bool, int]:
     """POST one top-up, retrying the same reference_id through dropped connections and
-    503s, as a client must: (final status, attempts)."""
+    503s, as a client must: (answered as a replay, attempts)."""
     body = {"user_id": 2, "amount": amount, "reference_id": reference_id}
     attempts = 0
     while time.monotonic() < deadline:
         attempts += 1
         try:
-            reply = call(f"{base}/wallet/topup", "POST", body, headers, timeout=5)
+            reply = call(f"{base}/wallet/topup", "POST", body, headers)
             if reply.status in (200, 201):
-                return reply.status, attempts
+                return replayed(reply), attempts
         except TRANSIENT:
             pass
         time.sleep(0.05)
@@ -63,36 +71,92 @@ def wallet_and_references(database_url: str, prefix: str) -> tuple[int, int, int
     return balance, count, distinct
 
 
-def test_metrics_add_up_over_the_workers_and_every_log_line_is_json(
-        gunicorn, bearer, database_url, tmp_path):
+def test_metrics_add_up_over_the_workers(gunicorn, bearer, database_url, tmp_path):
     # Sync workers serve one request at a time: while one waits on a locked wallet, the next
-    # request must go to the other worker, so both write metric files.
-    server = gunicorn(GUNICORN_WORKER_CLASS="sync", GUNICORN_WORKERS="2",
+    # request must go to the other worker, so both write metric files. (gunicorn turns "sync"
+    # into gthread when threads > 1, hence one thread.)
+    server = gunicorn(GUNICORN_WORKER_CLASS="sync", GUNICORN_WORKERS="2", GUNICORN_THREADS="1",
                       DB_LOCK_TIMEOUT_MS="20000")
+    assert "Using worker: sync" in server.log_path.read_text()
     topup = lambda user_id, ref: call(f"{server.base}/wallet/topup", "POST",  # noqa: E731
                                       {"user_id": user_id, "amount": 1, "reference_id": ref},
-                                      bearer, timeout=20)
+                                      bearer)
     with psycopg.connect(database_url.replace("+psycopg", "")) as holder:
         holder.execute(LOCK_ALICE)
         with ThreadPoolExecutor(1) as blocked:
             waiting = blocked.submit(topup, 2, "mp-blocked")
             wait_for_a_lock_wait(database_url)
-            assert topup(3, "mp-other-worker").status == 201
+            assert took_effect(topup(3, "mp-other-worker"))
             holder.rollback()
-            assert waiting.result().status == 201
+            assert took_effect(waiting.result())
     for n in range(20):
-        assert topup(3, f"mp-{n}").status == 201
+        assert took_effect(topup(3, f"mp-{n}"))
     metric_dir = tmp_path / f"metrics-{server.port}"
     writers = {path.stem.rsplit("_", 1)[-1] for path in metric_dir.glob("counter_*.db")}
     assert len(writers) == 2
     assert metric_total(server.base, "wallet_ledger_transactions_total", kind="topup") == 22
-    assert metric_total(server.base, "wallet_http_requests_total", route="/wallet/topup",
-                        status="201") == 22
+    assert metric_total(server.base, "wallet_http_requests_total", route="/wallet/topup") == 22
     assert metric_total(server.base, "wallet_db_pool_checked_out_connections") == 0
-    lines = [json.loads(line) for line in server.log_lines() if line.strip()]
-    requests = [line for line in lines if line.get("msg") == "request"]
-    assert len([line for line in requests if line["path"] == "/wallet/topup"]) == 22
-    assert {line["api_key"] for line in requests if "api_key" in line} == {"ops-writer"}
+
+
+def test_a_killed_workers_gauge_is_dropped_and_its_counters_stay(
+        gunicorn, bearer, database_url, tmp_path):
+    """child_exit: a worker killed while it held a database connection no longer counts in
+    the pool gauge (summed over live workers), and what it counted before stays in the totals."""
+    server = gunicorn(GUNICORN_WORKERS="1", GUNICORN_THREADS="2", DB_LOCK_TIMEOUT_MS="20000")
+    for n in range(3):
+        body = {"user_id": 3, "amount": 1, "reference_id": f"before-kill-{n}"}
+        assert took_effect(call(f"{server.base}/wallet/topup", "POST", body, bearer))
+    [victim] = server.worker_pids()
+    body = {"user_id": 2, "amount": 1, "reference_id": "killed-in-flight"}
+    with psycopg.connect(database_url.replace("+psycopg", "")) as holder, \
+            ThreadPoolExecutor(1) as blocked:
+        holder.execute(LOCK_ALICE)
+        cut_short = blocked.submit(call, f"{server.base}/wallet/topup", "POST", body, bearer)
+        wait_for_a_lock_wait(database_url)
+        gauge = "wallet_db_pool_checked_out_connections"
+        assert metric_total(server.base, gauge) >= 1, "the waiting request holds a connection"
+        os.kill(victim, signal.SIGKILL)
+        holder.rollback()
+        assert isinstance(cut_short.exception(), TRANSIENT)
+    server.wait_for_workers(1, gone={victim})
+    assert call(f"{server.base}/healthz").status == 200
+    assert metric_total(server.base, gauge) == 0
+    metric_dir = tmp_path / f"metrics-{server.port}"
+    assert not list(metric_dir.glob(f"gauge_live*_{victim}.db")), "child_exit removed them"
+    assert (metric_dir / f"counter_{victim}.db").exists()
+    assert metric_total(server.base, "wallet_ledger_transactions_total", kind="topup") == 3
+    assert metric_total(server.base, "wallet_http_requests_total", route="/wallet/topup") == 3
+
+
+def test_every_line_gunicorn_writes_is_json(gunicorn, bearer, database_url):
+    """Start, requests (answered, refused, unknown, timed out), a worker killed and replaced,
+    and the stop: gunicorn's own messages and the app's lines are all JSON objects."""
+    server = gunicorn(GUNICORN_WORKERS="1", DB_LOCK_TIMEOUT_MS="300")
+    body = {"user_id": 3, "amount": 1, "reference_id": "json-lines"}
+    posted = call(f"{server.base}/wallet/topup", "POST", body, bearer)
+    assert took_effect(posted)
+    assert call(f"{server.base}/wallet/3/balance").status == 401
+    assert call(f"{server.base}/no/such/page").status == 404
+    with psycopg.connect(database_url.replace("+psycopg", "")) as holder:
+        holder.execute(LOCK_ALICE)
+        body = {"user_id": 2, "amount": 1, "reference_id": "json-lines-locked"}
+        assert call(f"{server.base}/wallet/topup", "POST", body, bearer).status == 503
+    [victim] = server.worker_pids()
+    os.kill(victim, signal.SIGKILL)
+    server.wait_for_workers(1, gone={victim})
+    # Answered by the new worker: it has booted (a worker still booting may miss SIGTERM).
+    assert call(f"{server.base}/healthz").status == 200
+    server.stop()
+    lines = json_records(server.log_lines())
+    assert all({"ts", "level", "logger", "msg"} <= line.keys() for line in lines)
+    assert {"gunicorn.error", "wallet_web.access", "wallet_web.resilience"} <= {
+        line["logger"] for line in lines}, "the test saw every kind of line"
+    assert any(str(victim) in line["msg"] and line["level"] == "ERROR" for line in lines)
+    assert any(line["msg"] == "Shutting down: Master" for line in lines)
+    movements = [line for line in lines if line.get("path") == "/wallet/topup"]
+    assert [(line["status"], line["api_key"]) for line in movements] == [
+        (posted.status, "ops-writer"), (503, "ops-writer")], "one line per request, naming the key"
 
 
 def kill_workers_mid_request(server, database_url: str) -> list[int]:
@@ -117,11 +181,11 @@ def test_workers_killed_mid_stream_lose_nothing_and_apply_nothing_twice(
     done, killed = [], []
 
     def kill_at(count: int):
-        while len(done) < count:
-            time.sleep(0.005)
+        poll_until(lambda: len(done) >= count, f"{count} top-ups never completed",
+                   interval=0.005)
         killed.extend(kill_workers_mid_request(server, database_url))
 
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 2 * HANG_GUARD_SECONDS
     killers = [threading.Thread(target=kill_at, args=(n,)) for n in (30, 90)]
     for killer in killers:
         killer.start()
@@ -130,12 +194,12 @@ def test_workers_killed_mid_stream_lose_nothing_and_apply_nothing_twice(
             lambda ref: post_until_done(server.base, bearer, ref, amounts[ref], deadline),
             amounts))
     for killer in killers:
-        killer.join(10)
+        killer.join(HANG_GUARD_SECONDS)
 
-    assert len(killed) == 4 and not set(killed) & set(server.worker_pids())
-    assert len(server.worker_pids()) == 2, "the master replaced the killed workers"
+    assert len(killed) == 4
+    server.wait_for_workers(2, gone=set(killed))  # the master replaced the killed workers
     assert sum(attempts for _, attempts in done) > len(amounts), "the kills cut requests short"
-    assert 200 in {status for status, _ in done}, "a retry found its top-up already committed"
+    assert any(was_replay for was_replay, _ in done), "a retry found its top-up committed"
     balance_after, count, distinct = wallet_and_references(database_url, "crash-")
     assert count == distinct == len(amounts), "every request took effect exactly once"
     assert balance_after - balance_before == sum(amounts.values())
@@ -154,20 +218,17 @@ def test_sigterm_lets_an_in_flight_request_finish(gunicorn, bearer, database_url
         request.start()
         wait_for_a_lock_wait(database_url)
         server.process.send_signal(signal.SIGTERM)
-        time.sleep(1)
+        server.wait_for_log("Handling signal: term")
         assert server.process.poll() is None, "the master waits for the request in flight"
         holder.rollback()
-    request.join(20)
-    assert replies and replies[0].status == 201
-    assert server.process.wait(timeout=20) == 0
+    request.join(HANG_GUARD_SECONDS)
+    assert replies and took_effect(replies[0])
+    assert server.process.wait(timeout=HANG_GUARD_SECONDS) == 0
 
 
-def wait_for_a_lock_wait(database_url: str, seconds: float = 10) -> None:
-    deadline = time.monotonic() + seconds
+def wait_for_a_lock_wait(database_url: str) -> None:
     with psycopg.connect(database_url.replace("+psycopg", ""), autocommit=True) as conn:
-        while time.monotonic() < deadline:
-            if conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = "
-                            "current_database() AND wait_event_type = 'Lock'").fetchone()[0]:
-                return
-            time.sleep(0.05)
-    raise TimeoutError("the request never reached the locked wallet")
+        poll_until(lambda: conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock'").fetchone()[0],
+            "the request never reached the locked wallet")

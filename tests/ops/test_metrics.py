@@ -3,7 +3,7 @@ multiprocess mode under gunicorn."""
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.ops.support import app_with
+from tests.ops.support import app_with, replayed, took_effect
 from wallet_web.extensions import db
 
 
@@ -53,8 +53,8 @@ def test_unknown_paths_share_one_label(client):
 def test_ledger_movements_replays_and_refusals_are_counted(client, bearer):
     before = scrape(client)
     topup = {"user_id": 2, "amount": 5, "reference_id": "metrics-topup"}
-    assert client.post("/wallet/topup", json=topup, headers=bearer).status_code == 201
-    assert client.post("/wallet/topup", json=topup, headers=bearer).status_code == 200
+    assert took_effect(client.post("/wallet/topup", json=topup, headers=bearer))
+    assert replayed(client.post("/wallet/topup", json=topup, headers=bearer))
     overdraft = {"user_id": 3, "amount": 10**6, "reference_id": "metrics-spend"}
     assert client.post("/wallet/spend", json=overdraft, headers=bearer).status_code == 422
     after = scrape(client)

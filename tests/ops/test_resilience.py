@@ -9,7 +9,13 @@ from contextlib import contextmanager
 import psycopg
 import pytest
 
-from tests.ops.support import app_with, free_port
+from tests.ops.support import (
+    HANG_GUARD_SECONDS,
+    app_with,
+    free_port,
+    replayed,
+    took_effect,
+)
 from wallet_web import api_keys
 from wallet_web.extensions import db
 
@@ -40,12 +46,17 @@ def wallet_row_locked(database_url: str, user_id: int):
         holder.rollback()
 
 
+# docs/operations.md, "What the client sees": Retry-After 2 s for database_unavailable, 1 s for
+# database_timeout.
+RETRY_AFTER = {"database_unavailable": "2", "database_timeout": "1"}
+
+
 def assert_retryable_json(response, code: str):
     assert response.status_code == 503
     assert response.mimetype == "application/json"
     assert response.json["error"]["code"] == code
     assert response.json["error"]["message"]
-    assert int(response.headers["Retry-After"]) >= 1
+    assert response.headers["Retry-After"] == RETRY_AFTER[code]
 
 
 @pytest.fixture
@@ -85,8 +96,9 @@ def test_a_locked_wallet_gives_503_after_the_lock_timeout_and_changes_nothing(
         response = client.post("/wallet/topup", json=body, headers=headers)
         waited = time.monotonic() - started
     assert_retryable_json(response, "database_timeout")
+    # The lock timeout ended the wait (the statement timeout, 10 s, would say so instead).
     assert "lock timeout" in response.json["error"]["message"]
-    assert 0.3 <= waited < 5
+    assert waited >= 0.3
     assert gold_balance(database_url, 2) == before
     assert transactions_with(database_url, "locked-topup") == 0
     warning, request_line = log_lines()
@@ -94,7 +106,7 @@ def test_a_locked_wallet_gives_503_after_the_lock_timeout_and_changes_nothing(
         "WARNING", "database_timeout", "lock timeout")
     assert (request_line["status"], request_line["request_id"]) == (503, warning["request_id"])
     retried = client.post("/wallet/topup", json=body, headers=headers)
-    assert retried.status_code == 201
+    assert took_effect(retried)
     assert gold_balance(database_url, 2) == before + 5
 
 
@@ -127,8 +139,8 @@ def test_a_killed_busy_connection_gives_one_503_then_the_same_request_succeeds(
     body = {"user_id": 2, "amount": 9, "reference_id": "after-kill"}
     assert_retryable_json(client.post("/wallet/topup", json=body, headers=headers),
                           "database_unavailable")
-    assert client.post("/wallet/topup", json=body, headers=headers).status_code == 201
-    assert client.post("/wallet/topup", json=body, headers=headers).status_code == 200
+    assert took_effect(client.post("/wallet/topup", json=body, headers=headers))
+    assert replayed(client.post("/wallet/topup", json=body, headers=headers))
     assert gold_balance(database_url, 2) == before + 9
 
 
@@ -138,16 +150,19 @@ def down_app(ops_app):
     from tests.conftest import _config_dict
     from wallet_web import create_app
 
-    return create_app({**_config_dict(), "SQLALCHEMY_DATABASE_URI":
+    return create_app({**_config_dict(), "DB_CONNECT_TIMEOUT_SECONDS": 60,
+                       "SQLALCHEMY_DATABASE_URI":
                        f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/down"})
 
 
 def test_the_api_answers_503_json_at_once_while_the_database_is_down(down_app):
+    """A refused connection fails at once, without waiting for the connect timeout (60 s in
+    down_app; the bound only stops a hang)."""
     started = time.monotonic()
     response = down_app.test_client().get("/wallet/2/balance",
                                           headers={"Authorization": "Bearer wk_anything"})
     assert_retryable_json(response, "database_unavailable")
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < HANG_GUARD_SECONDS / 2
 
 
 def test_the_dashboard_shows_a_friendly_page_while_the_database_is_down(down_app):
@@ -157,7 +172,7 @@ def test_the_dashboard_shows_a_friendly_page_while_the_database_is_down(down_app
     response = client.get("/")
     assert response.status_code == 503
     assert response.mimetype == "text/html"
-    assert response.headers["Retry-After"]
+    assert response.headers["Retry-After"] == RETRY_AFTER["database_unavailable"]
     page = response.get_data(as_text=True)
     assert "temporarily unavailable" in page
     assert "Traceback" not in page and "OperationalError" not in page
@@ -192,21 +207,22 @@ def test_a_failing_query_that_is_not_an_outage_stays_a_500(schemaless_url, log_l
 
 
 def test_concurrent_requests_on_a_locked_wallet_all_fail_fast(ops_app, database_url):
-    """A stuck lock does not pile up waiting threads: each gives up after the lock timeout."""
+    """A stuck lock does not pile up waiting threads: while it is still held, each of them
+    gives up on its own lock timeout."""
     client, headers = ops_app(DB_LOCK_TIMEOUT_MS=300)
-    statuses = []
+    replies = []
 
     def topup(n: int):
         body = {"user_id": 2, "amount": 1, "reference_id": f"queued-{n}"}
-        statuses.append(client.post("/wallet/topup", json=body, headers=headers).status_code)
+        replies.append(client.post("/wallet/topup", json=body, headers=headers))
 
     with wallet_row_locked(database_url, 2):
-        started = time.monotonic()
         threads = [threading.Thread(target=topup, args=(n,)) for n in range(4)]
         for thread in threads:
             thread.start()
         for thread in threads:
-            thread.join(10)
-        elapsed = time.monotonic() - started
-    assert statuses == [503] * 4
-    assert elapsed < 3
+            thread.join(HANG_GUARD_SECONDS)
+        assert len(replies) == 4, "every request ended while the lock was still held"
+    for reply in replies:
+        assert_retryable_json(reply, "database_timeout")
+        assert "lock timeout" in reply.json["error"]["message"]
