@@ -159,10 +159,12 @@ def _open_wallets(conn, user_ids: list[int]) -> None:
         select(accounts.c.user_id, accounts.c.asset_code)
         .where(accounts.c.user_id.in_(user_ids), accounts.c.kind == "wallet")
     ).tuples())
+    status = dict(conn.execute(select(users.c.id, users.c.status)
+                               .where(users.c.id.in_(user_ids))).all())
     now = utcnow()
-    rows = [
+    rows = [  # a wallet opened later (a new asset) has its user's status
         {"user_id": uid, "asset_code": code, "kind": "wallet", "name": f"{code} wallet",
-         "balance": 0, "allow_negative": False, "status": "active", "created_at": now}
+         "balance": 0, "allow_negative": False, "status": status[uid], "created_at": now}
         for uid in user_ids for code in codes if (uid, code) not in have
     ]
     if rows:
