@@ -1,6 +1,7 @@
 """Static checks of what deploys the service (no Docker engine runs here): the compose file
 parsed, the Dockerfile linted by hadolint and held to its key properties, the gunicorn
 defaults, and every setting documented."""
+import json
 import re
 import runpy
 import subprocess
@@ -127,3 +128,36 @@ def test_every_setting_read_from_the_environment_is_documented():
     names |= set(re.findall(r"_env_int\(\"([A-Z_]+)\"", (ROOT / "gunicorn.conf.py").read_text()))
     docs = (ROOT / "docs" / "operations.md").read_text()
     assert names and not {name for name in names if f"`{name}`" not in docs}
+
+
+def test_compose_gives_gunicorn_longer_than_its_graceful_timeout_to_stop(compose):
+    app = compose["services"]["app"]
+    assert app["stop_grace_period"] == "40s"
+    graceful = load_gunicorn_conf_defaults()["graceful_timeout"]
+    assert int(app["stop_grace_period"].removesuffix("s")) > graceful
+
+
+def load_gunicorn_conf_defaults() -> dict:
+    """gunicorn.conf.py's values in a process without GUNICORN_* variables."""
+    code = ("import json, runpy, shutil; c = runpy.run_path('gunicorn.conf.py'); "
+            "print(json.dumps({'graceful_timeout': c['graceful_timeout']}))")
+    env = {"PATH": "/usr/bin:/bin", "PROMETHEUS_MULTIPROC_DIR": "/tmp/ops-conf-check"}
+    result = subprocess.run([str(BIN / "python"), "-c", code], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60, check=True)
+    return json.loads(result.stdout)
+
+
+def test_the_image_runs_as_uid_10001_and_its_code_belongs_to_root(dockerfile):
+    runtime = dockerfile.split("AS runtime", 1)[1]
+    assert re.search(r"useradd\b[^\n]*--uid 10001\b", runtime)
+    [user] = re.findall(r"^USER (\S+)$", runtime, re.M)
+    assert user in ("10001", "10001:10001")
+    # Nothing handed to the service user: no --chown on a COPY, no chown or chmod of the code.
+    assert "--chown" not in runtime and not re.search(r"\bch(own|mod)\b", runtime)
+    assert runtime.index("COPY wallet_web") < runtime.index("USER "), "copied as root"
+
+
+def test_the_app_container_has_a_read_only_root_and_tmp_as_tmpfs(compose):
+    app = compose["services"]["app"]
+    assert app["read_only"] is True
+    assert "/tmp" in [mount.split(":")[0] for mount in app["tmpfs"]]
