@@ -237,7 +237,7 @@ def test_the_database_refuses_a_posting_amount_of_zero_or_beyond_the_ceiling(
 @pytest.mark.both_backends
 def test_the_database_takes_a_posting_amount_at_the_ceiling(make_user, wallet_of):
     """So the refusals above are the bound's, not the statement's."""
-    user = make_user(balance=10)
+    make_user(balance=10)  # a transaction to attach the posting to
     tx_id = db.session.execute(select(func.max(Transaction.id))).scalar_one()
     with db.engine.begin() as conn:
         conn.execute(text("INSERT INTO postings (transaction_id, account_id, amount, created_at) "
