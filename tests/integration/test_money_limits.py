@@ -5,13 +5,14 @@ import subprocess
 import sys
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
+from tests.hostile import money
 from wallet_web import ROOT_DIR, accounts, assets, audit, errors, ledger, queries
 from wallet_web.extensions import db
 from wallet_web.limits import BALANCE_CEILING, BIGINT_MAX, HOUSE_SHARDS, SHARD_CEILING
-from wallet_web.models import Asset, BalanceShard, Posting, Transaction
+from wallet_web.models import Asset, BalanceShard
 
 pytestmark = pytest.mark.both_backends
 
@@ -20,25 +21,15 @@ def house(asset: str, kind: str) -> int:
     return accounts.ensure_house_accounts(asset)[kind]
 
 
-def ledger_state() -> tuple:
-    """Everything a refused movement must leave as it was."""
-    db.session.rollback()
-    counts = [db.session.execute(select(func.count()).select_from(m)).scalar_one()
-              for m in (Transaction, Posting)]
-    balances = db.session.execute(text("SELECT id, balance FROM accounts ORDER BY id")).all()
-    shard_rows = db.session.execute(
-        text("SELECT account_id, shard, balance FROM balance_shards ORDER BY 1, 2")).all()
-    return counts, balances, shard_rows
-
 
 @pytest.fixture
 def refused_changes_nothing(app):
     """refused_changes_nothing(error class, call) -> the raised error; asserts no change."""
     def check(error_class, call, *args, **kwargs):
-        before = ledger_state()
+        before = money()
         with pytest.raises(error_class) as raised:
             call(*args, **kwargs)
-        assert ledger_state() == before
+        assert money() == before
         return raised.value
     return check
 

@@ -12,10 +12,11 @@ import pytest
 from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import IntegrityError
 
+from tests.hostile import money
 from wallet_web import ROOT_DIR, accounts, assets, errors, ledger
 from wallet_web.extensions import db
 from wallet_web.limits import BALANCE_CEILING, SHARD_CEILING
-from wallet_web.models import Posting, Transaction
+from wallet_web.models import Transaction
 
 PACKAGE = Path(ROOT_DIR) / "wallet_web"
 HANG_GUARD_SECONDS = 30  # only a hang reaches it; the promise is that nothing waits at all
@@ -24,16 +25,6 @@ HANG_GUARD_SECONDS = 30  # only a hang reaches it; the promise is that nothing w
 def house(asset: str, kind: str) -> int:
     return accounts.ensure_house_accounts(asset)[kind]
 
-
-def ledger_state() -> tuple:
-    """Everything a refused movement must leave as it was."""
-    db.session.rollback()
-    counts = [db.session.execute(select(func.count()).select_from(m)).scalar_one()
-              for m in (Transaction, Posting)]
-    balances = db.session.execute(text("SELECT id, balance FROM accounts ORDER BY id")).all()
-    shard_rows = db.session.execute(
-        text("SELECT account_id, shard, balance FROM balance_shards ORDER BY 1, 2")).all()
-    return counts, balances, shard_rows
 
 
 @contextmanager
@@ -251,14 +242,14 @@ def test_a_wallet_leg_above_ten_to_the_fifteen_is_refused_before_the_database(ma
     wallet, treasury = wallet_of(make_user()), house("GOLD", "treasury")
     amount = BALANCE_CEILING + 1  # a house leg may be this large; a wallet leg may not
     legs = [ledger.Leg(treasury, -amount), ledger.Leg(wallet, amount)]
-    before = ledger_state()
+    before = money()
 
     with statements_sent() as sent, pytest.raises(errors.AmountTooLarge) as refused:
         ledger.post("adjustment", legs, "a-huge")
 
     assert refused.value.details["requested"] == amount
     assert writes(sent) == []
-    assert ledger_state() == before
+    assert money() == before
 
 
 @pytest.mark.both_backends
@@ -267,11 +258,11 @@ def test_a_reversal_above_a_lowered_max_amount_is_refused_and_moves_nothing(make
     topup = ledger.topup(user, "GOLD", 1000, "t-1")
     db.session.rollback()
     assets.set_limits("GOLD", max_amount=999)
-    before = ledger_state()
+    before = money()
 
     with pytest.raises(errors.AmountTooLarge) as refused:
         ledger.reverse(topup.id, "r-1")
 
     assert refused.value.code == "amount_too_large" and refused.value.status == 422
     assert refused.value.details == {"asset": "GOLD", "max_amount": 999, "requested": 1000}
-    assert ledger_state() == before
+    assert money() == before
