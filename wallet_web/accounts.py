@@ -14,7 +14,7 @@ from flask.cli import AppGroup
 from sqlalchemy import Connection, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import errors
+from . import audit_events, errors
 from .extensions import WRITE_LOCK, db
 from .inputs import holds_nul
 from .ledger import SYSTEM, Actor
@@ -76,6 +76,8 @@ def register_user(username: str, email: str, external_id: str | None = None) -> 
                     return Registration(found, created=False)
                 user_id = _insert_users(conn, [wanted])[0]
                 _open_wallets(conn, [user_id])
+                audit_events.record("user.created", conn=conn, object_type="user",
+                                    object_id=user_id, username=username)
                 return Registration(user_id, created=True)
         except IntegrityError:  # a concurrent identical create won: look again
             if attempt:
@@ -197,6 +199,10 @@ def change_status(user_id: int, action: str, reason: str, *, actor: Actor = SYST
             user_id=user_id, previous_status=user.status, status=status, reason=reason,
             actor=actor.label, operator_id=actor.operator_id, api_key_id=actor.api_key_id,
             created_at=utcnow()))
+        audit_events.record(f"user.{status}", conn=conn, object_type="user", object_id=user_id,
+                            who=audit_events.Who(actor.label, actor.operator_id,
+                                                 actor.api_key_id),
+                            previous_status=user.status, reason=reason)
         return True
 
 

@@ -19,7 +19,7 @@ from flask.cli import AppGroup
 from sqlalchemy import Connection, bindparam, or_, select, update
 from sqlalchemy.exc import DBAPIError
 
-from . import errors, ledger
+from . import audit_events, errors, ledger
 from .errors import InsufficientScope, InvalidKeyRequest, Unauthenticated, UnknownApiKey
 from .extensions import WRITE_LOCK, db
 from .limits import is_id
@@ -72,6 +72,9 @@ def create_key(name: str, scope: str = "read") -> tuple[ApiKey, str]:
     key = ApiKey(name=name, scope=scope, prefix=token[:DISPLAY_PREFIX_LENGTH],
                  key_hash=hash_token(token), created_at=utcnow())
     db.session.add(key)
+    db.session.flush()
+    audit_events.record("api_key.created", object_type="api_key", object_id=key.id, name=name,
+                        scope=scope, prefix=key.prefix)
     db.session.commit()
     return key, token
 
@@ -82,6 +85,8 @@ def revoke_key(key_id: int) -> ApiKey:
         raise UnknownApiKey(f"API key {key_id} does not exist", api_key_id=key_id)
     if key.revoked_at is None:
         key.revoked_at = utcnow()
+        audit_events.record("api_key.revoked", object_type="api_key", object_id=key.id,
+                            name=key.name)
         db.session.commit()
     _forget(key.id)
     return key

@@ -21,7 +21,9 @@ def verify_command() -> None:
 def register(app: Flask) -> None:
     from .accounts import users_cli
     from .api_keys import api_keys_cli
+    from .approvals import approvals_cli
     from .assets import assets_cli
+    from .controls import policy_cli
     from .operators import operators_cli
 
     app.cli.add_command(ledger_cli)
@@ -29,3 +31,5 @@ def register(app: Flask) -> None:
     app.cli.add_command(assets_cli)
     app.cli.add_command(operators_cli)
     app.cli.add_command(users_cli)
+    app.cli.add_command(policy_cli)
+    app.cli.add_command(approvals_cli)

@@ -199,3 +199,59 @@ class LockedOut(WalletError):
 class InvalidLimits(WalletError):
     code = "invalid_limits"
     status = 422
+
+
+# ---------------------------------------------------------------- operator controls
+
+
+class ControlError(WalletError):
+    """A dashboard movement or decision refused by the operator controls (controls.py,
+    approvals.py)."""
+
+    code = "control_error"
+    status = 422
+
+
+class InvalidReasonCode(ControlError):
+    code = "invalid_reason_code"
+
+
+class InvalidTicket(ControlError):
+    code = "invalid_ticket"
+
+
+class InvalidPolicy(ControlError):
+    code = "invalid_policy"
+
+
+class DailyLimitExceeded(ControlError):
+    code = "daily_limit_exceeded"
+
+
+class UnknownRequest(NotFound):
+    code = "request_not_found"
+
+
+class SelfApproval(ControlError):
+    code = "self_approval"
+    status = 403
+
+
+class NotAnApprover(ControlError):
+    code = "not_an_approver"
+    status = 403
+
+
+class RequestDecided(ControlError):
+    code = "request_decided"
+    status = 409
+
+
+class RequestExpired(RequestDecided):
+    code = "request_expired"
+
+
+class RequestFailed(RequestDecided):
+    """Approved, but the ledger refused the movement (funds, status): nothing moved."""
+
+    code = "request_failed"

@@ -143,9 +143,12 @@ def transfer(from_user: int, to_user: int, asset: str, amount: int, reference_id
 
 
 def reverse(
-    transaction_id: int, reference_id: str, *, description: str = "", actor: Actor = SYSTEM
+    transaction_id: int, reference_id: str, *, description: str = "", actor: Actor = SYSTEM,
+    metadata: dict | None = None,
 ) -> Receipt:
     payload = {"kind": "reversal", "reverses": transaction_id, "description": description}
+    if metadata is not None:  # only then: earlier reversals' fingerprints stay valid
+        payload["metadata"] = metadata
     with _announced("reversal") as announce:
         with _posting_connection() as conn:
             original = _load_receipt(conn, transactions.c.id == transaction_id)
@@ -157,7 +160,7 @@ def reverse(
             receipt = _post(
                 conn, "reversal", legs, reference_id, payload,
                 description=description or f"Reversal of transaction {transaction_id}",
-                actor=actor, reverses_id=transaction_id,
+                actor=actor, reverses_id=transaction_id, metadata=metadata,
             )
         return announce.posted(receipt)
 

@@ -22,3 +22,7 @@ DEFAULT_MAX_BALANCE = 10**12
 def is_id(value: object) -> bool:
     """A database id: a positive bigint (never a bool)."""
     return type(value) is int and 0 < value <= BIGINT_MAX
+
+# Operator controls (wallet_web/controls.py): an asset without a stored policy uses these.
+DEFAULT_APPROVAL_THRESHOLD = 10_000  # a dashboard movement of at least this needs a checker
+DEFAULT_OPERATOR_DAILY_LIMIT = 50_000  # per operator, asset and UTC day, pending included

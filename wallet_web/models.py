@@ -21,15 +21,23 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
 from .kinds import NAMES as TRANSACTION_KINDS
-from .limits import BALANCE_CEILING, DEFAULT_MAX_AMOUNT, DEFAULT_MAX_BALANCE, SHARD_CEILING
+from .limits import (
+    BALANCE_CEILING, DEFAULT_APPROVAL_THRESHOLD, DEFAULT_MAX_AMOUNT, DEFAULT_MAX_BALANCE,
+    DEFAULT_OPERATOR_DAILY_LIMIT, SHARD_CEILING,
+)
 
 BigId = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER only
 JsonDoc = JSON().with_variant(JSONB(), "postgresql")
 
 ACCOUNT_KINDS = ("wallet", "treasury", "promotions", "revenue", "equity")
-OPERATOR_ROLES = ("viewer", "operator", "admin")
+OPERATOR_ROLES = ("viewer", "auditor", "operator", "admin")
 API_SCOPES = ("read", "write")
 SESSION_END_REASONS = ("logout", "password_changed", "disabled")
+# A dashboard movement's request: `posting` -> `posted` (below the approval threshold), or
+# `pending` -> `approving` -> `approved`, or `rejected` / `expired`; `failed` when the ledger
+# refused it. Only counted statuses use up the maker's daily limit.
+REQUEST_STATUSES = ("posting", "posted", "pending", "approving", "approved", "rejected",
+                    "expired", "failed")
 USER_STATUSES = ("active", "frozen", "closed")  # frozen: credits only; closed: nothing
 
 
@@ -167,6 +175,7 @@ class Operator(db.Model):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    can_approve: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -278,3 +287,112 @@ class LoginThrottle(db.Model):
     failures: Mapped[int] = mapped_column(Integer)
     window_started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ReasonCode(db.Model):
+    """Why an operator moves value: the list admins keep; a code is retired, never deleted."""
+
+    __tablename__ = "reason_codes"
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    title: Mapped[str] = mapped_column(String(128))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Policy(db.Model):
+    """Per asset: the amount from which a dashboard movement needs a checker, and what one
+    operator may move per UTC day (operators may have their own, OperatorLimit)."""
+
+    __tablename__ = "policies"
+    __table_args__ = (
+        CheckConstraint(f"approval_threshold BETWEEN 1 AND {BALANCE_CEILING}",
+                        name="approval_threshold_in_range"),
+        CheckConstraint(f"operator_daily_limit BETWEEN 0 AND {BALANCE_CEILING}",
+                        name="operator_daily_limit_in_range"),
+        *_integers("approval_threshold", "operator_daily_limit"),
+    )
+    asset_code: Mapped[str] = mapped_column(ForeignKey("assets.code"), primary_key=True)
+    approval_threshold: Mapped[int] = mapped_column(BigInteger, default=DEFAULT_APPROVAL_THRESHOLD)
+    operator_daily_limit: Mapped[int] = mapped_column(BigInteger,
+                                                      default=DEFAULT_OPERATOR_DAILY_LIMIT)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(128))
+
+
+class OperatorLimit(db.Model):
+    """One operator's own daily limit for an asset, instead of the asset policy's."""
+
+    __tablename__ = "operator_limits"
+    __table_args__ = (
+        CheckConstraint(f"daily_limit BETWEEN 0 AND {BALANCE_CEILING}", name="daily_limit_in_range"),
+        *_integers("daily_limit"),
+    )
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"), primary_key=True)
+    asset_code: Mapped[str] = mapped_column(ForeignKey("assets.code"), primary_key=True)
+    daily_limit: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(128))
+
+
+class MovementRequest(db.Model):
+    """A dashboard movement as its maker asked for it. Its reference_id is the transaction's
+    (so a transaction finds its reason code, ticket, maker and checker by reference), and the
+    sum of a maker's counted requests of a day is what the daily limit bounds."""
+
+    __tablename__ = "movement_requests"
+    __table_args__ = (
+        CheckConstraint(_in("status", REQUEST_STATUSES), name="status_known"),
+        CheckConstraint(_in("kind", TRANSACTION_KINDS), name="kind_known"),
+        CheckConstraint(f"amount BETWEEN 1 AND {BALANCE_CEILING}", name="amount_in_range"),
+        *_integers("amount"),
+        Index("ix_movement_requests_maker_id_asset_code_created_at",
+              "maker_id", "asset_code", "created_at"),
+        Index("ix_movement_requests_status_id", "status", "id"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    reference_id: Mapped[str] = mapped_column(String(128), unique=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    to_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    reverses_id: Mapped[int | None] = mapped_column(ForeignKey("transactions.id"))
+    asset_code: Mapped[str] = mapped_column(ForeignKey("assets.code"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    description: Mapped[str] = mapped_column(Text, default="")
+    reason_code: Mapped[str] = mapped_column(ForeignKey("reason_codes.code"))
+    ticket: Mapped[str | None] = mapped_column(String(300))
+    maker_id: Mapped[int] = mapped_column(ForeignKey("operators.id"))
+    maker: Mapped[str] = mapped_column(String(128))  # the maker's actor label
+    checker_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
+    checker: Mapped[str | None] = mapped_column(String(128))
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+    failure: Mapped[str | None] = mapped_column(Text)
+    transaction_id: Mapped[int | None] = mapped_column(ForeignKey("transactions.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditEvent(db.Model):
+    """What a person (or key, or command) did or tried: append-only like the ledger."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        CheckConstraint("outcome IN ('done', 'refused')", name="outcome_known"),
+        Index("ix_audit_events_action_id", "action", "id"),
+        Index("ix_audit_events_operator_id_id", "operator_id", "id"),
+        Index("ix_audit_events_created_at", "created_at"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    action: Mapped[str] = mapped_column(String(48))
+    outcome: Mapped[str] = mapped_column(String(8), default="done")
+    actor: Mapped[str] = mapped_column(String(128))
+    operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
+    address: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    object_type: Mapped[str | None] = mapped_column(String(32))
+    object_id: Mapped[str | None] = mapped_column(String(128))
+    details: Mapped[dict | None] = mapped_column(JsonDoc)

@@ -25,7 +25,7 @@ sessions = OperatorSession.__table__
 operators = Operator.__table__
 LIVE = (
     select(sessions.c.id, sessions.c.last_seen_at, operators.c.id, operators.c.username,
-           operators.c.role)
+           operators.c.role, operators.c.can_approve)
     .join_from(sessions, operators, sessions.c.operator_id == operators.c.id)
     .where(sessions.c.token_hash == bindparam("token_hash"), sessions.c.ended_at.is_(None),
            operators.c.is_active.is_(True),
@@ -41,6 +41,7 @@ class LiveSession:
     operator_id: int
     username: str
     role: str
+    can_approve: bool
 
 
 def start(operator_id: int) -> str:

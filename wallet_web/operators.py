@@ -18,13 +18,17 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from . import errors, login_throttle, operator_sessions
+from . import audit_events, errors, login_throttle, operator_sessions
 from .errors import DuplicateOperator, InvalidOperator, LockedOut, UnknownOperator
 from .extensions import db
 from .limits import is_id
 from .models import OPERATOR_ROLES, Operator, utcnow
 
-ROLE_RANK = {"viewer": 0, "operator": 1, "admin": 2}
+# What each role may do: viewers read; auditors read and browse the audit trail; operators read
+# and move value; admins do everything.
+ROLE_GRANTS = {"viewer": {"viewer"}, "auditor": {"viewer", "auditor"},
+               "operator": {"viewer", "operator"}, "admin": set(OPERATOR_ROLES)}
+APPROVER_ROLES = ("operator", "admin")  # the roles that move value may hold the approver right
 MIN_PASSWORD_LENGTH = 10
 DEMO_ADMIN = "admin"
 USERNAME_CHARACTERS = set("abcdefghijklmnopqrstuvwxyz0123456789._-")
@@ -39,13 +43,14 @@ class SignedIn(UserMixin):
     username: str
     role: str
     session_token: str = ""
+    can_approve: bool = False  # may approve or reject another operator's request
 
     def get_id(self) -> str:
         """What Flask-Login keeps in the cookie: the session's token, not the operator's id."""
         return self.session_token
 
     def has_role(self, role: str) -> bool:
-        return ROLE_RANK[self.role] >= ROLE_RANK[role]
+        return role in ROLE_GRANTS[self.role]
 
     @property
     def label(self) -> str:
@@ -54,27 +59,71 @@ class SignedIn(UserMixin):
 
 def open_session(operator: Operator) -> SignedIn:
     token = operator_sessions.start(operator.id)
-    return SignedIn(operator.id, operator.username, operator.role, token)
+    return SignedIn(operator.id, operator.username, operator.role, token, operator.can_approve)
 
 
 # ---------------------------------------------------------------- management
 
 
-def create_operator(username: str, password: str, role: str) -> Operator:
+def create_operator(username: str, password: str, role: str,
+                    can_approve: bool | None = None) -> Operator:
+    """A new operator; admins hold the approver right unless told otherwise."""
     username = _checked_username(username)
-    if role not in OPERATOR_ROLES:
-        raise InvalidOperator(f"role must be one of {', '.join(OPERATOR_ROLES)}", field="role")
+    _check_role(role)
+    can_approve = role == "admin" if can_approve is None else can_approve
+    _check_approver(role, can_approve)
     _check_password(password)
     if find_operator(username) is not None:
         raise DuplicateOperator(f"operator {username!r} already exists", field="username")
     operator = Operator(username=username, password_hash=generate_password_hash(password),
-                        role=role, is_active=True, created_at=utcnow())
+                        role=role, is_active=True, can_approve=can_approve, created_at=utcnow())
     db.session.add(operator)
     try:
+        db.session.flush()
+        audit_events.record("operator.created", object_type="operator", object_id=operator.id,
+                            username=username, role=role, can_approve=can_approve)
         db.session.commit()
     except IntegrityError:  # created by a concurrent request since the check above
         db.session.rollback()
         raise DuplicateOperator(f"operator {username!r} already exists", field="username") from None
+    return operator
+
+
+def _check_role(role: str) -> None:
+    if role not in OPERATOR_ROLES:
+        raise InvalidOperator(f"role must be one of {', '.join(OPERATOR_ROLES)}", field="role")
+
+
+def _check_approver(role: str, can_approve: bool) -> None:
+    if can_approve and role not in APPROVER_ROLES:
+        raise InvalidOperator(f"only {' and '.join(APPROVER_ROLES)}s may hold the approver right",
+                              field="can_approve")
+
+
+def set_role(operator_id: int, role: str) -> Operator:
+    """A new role (open sessions read it at their next request); the approver right goes
+    with a role that cannot move value."""
+    _check_role(role)
+    operator = get_operator(operator_id)
+    before = operator.role
+    if before != role:
+        operator.role = role
+        if operator.can_approve and role not in APPROVER_ROLES:
+            operator.can_approve = False
+        audit_events.record("operator.role_changed", object_type="operator",
+                            object_id=operator.id, role=[before, role])
+    db.session.commit()
+    return operator
+
+
+def set_approver(operator_id: int, can_approve: bool) -> Operator:
+    operator = get_operator(operator_id)
+    _check_approver(operator.role, can_approve)
+    if operator.can_approve != can_approve:
+        operator.can_approve = can_approve
+        audit_events.record("operator.approver_changed", object_type="operator",
+                            object_id=operator.id, can_approve=can_approve)
+    db.session.commit()
     return operator
 
 
@@ -108,6 +157,9 @@ def list_operators() -> list[Operator]:
 def set_active(operator_id: int, active: bool) -> Operator:
     """Disabling ends the operator's sessions; enabling unlocks their name."""
     operator = get_operator(operator_id)
+    if operator.is_active != active:
+        audit_events.record("operator.enabled" if active else "operator.disabled",
+                            object_type="operator", object_id=operator.id)
     operator.is_active = active
     if active:
         login_throttle.forget_name(operator.username)
@@ -123,6 +175,7 @@ def set_password(operator_id: int, password: str) -> Operator:
     operator = get_operator(operator_id)
     operator.password_hash = generate_password_hash(password)
     operator_sessions.end_all(operator.id, "password_changed")
+    audit_events.record("operator.password_set", object_type="operator", object_id=operator.id)
     login_throttle.forget_name(operator.username)
     db.session.commit()
     return operator
@@ -139,7 +192,7 @@ def load_signed_in(session_token: str) -> SignedIn | None:
     live = operator_sessions.find_live(session_token)
     if live is None:
         return None
-    return SignedIn(live.operator_id, live.username, live.role, session_token)
+    return SignedIn(live.operator_id, live.username, live.role, session_token, live.can_approve)
 
 
 def ensure_demo_admin() -> str:
@@ -188,11 +241,13 @@ operators_cli = AppGroup("operators", help="Create, list and disable dashboard o
 @operators_cli.command("create")
 @click.argument("username")
 @click.option("--role", type=click.Choice(OPERATOR_ROLES), default="viewer", show_default=True)
-def create_command(username: str, role: str) -> None:
+@click.option("--approver/--no-approver", default=None,
+              help="May approve other operators' requests (default: admins only).")
+def create_command(username: str, role: str, approver: bool | None) -> None:
     """Create an operator; the password is read from stdin when it is not a terminal."""
     password = _read_password()
     try:
-        operator = create_operator(username, password, role)
+        operator = create_operator(username, password, role, approver)
     except errors.WalletError as error:
         raise click.ClickException(error.message) from None
     click.echo(f"created operator {operator.id} {operator.username!r} role={operator.role}")

@@ -19,7 +19,9 @@ from .accounts import SYSTEM_USERNAME
 from .extensions import db
 from .inputs import parse_integer
 from .limits import is_id
-from .models import Account, Asset, BalanceShard, Posting, StatusChange, Transaction, User
+from .models import (
+    Account, Asset, BalanceShard, MovementRequest, Posting, StatusChange, Transaction, User, utcnow,
+)
 
 T = TypeVar("T")
 MAX_PAGE = 200
@@ -65,6 +67,8 @@ class TransactionFilters:
     since: datetime | None = None
     until: datetime | None = None
     metadata: str | None = None  # "key:value"
+    reason_code: str | None = None  # a dashboard movement's (approvals.py keeps it in metadata)
+    ticket: str | None = None
 
 
 # ---------------------------------------------------------------- cursors
@@ -279,6 +283,9 @@ def filtered_transactions(filters: TransactionFilters) -> Select:
     if filters.metadata:
         key, _, value = filters.metadata.partition(":")
         query = query.where(Transaction.meta[key].as_string() == value)
+    for key in ("reason_code", "ticket"):
+        if getattr(filters, key):
+            query = query.where(Transaction.meta[key].as_string() == getattr(filters, key))
     return query
 
 
@@ -392,3 +399,45 @@ def usernames(user_ids: set[int]) -> dict[int, str]:
         return {}
     query = select(User.id, User.username).where(User.id.in_(sorted(user_ids)))
     return {user_id: username for user_id, username in db.session.execute(query)}
+
+
+# ---------------------------------------------------------------- movement requests
+
+movement_requests = MovementRequest.__table__
+
+
+def get_request(request_id: int):
+    """A movement request (a row, read afresh: its status moves under other sessions)."""
+    db.session.rollback()
+    row = None
+    if is_id(request_id):
+        row = db.session.execute(select(movement_requests)
+                                 .where(movement_requests.c.id == request_id)).first()
+    if row is None:
+        raise errors.UnknownRequest(f"request {request_id} does not exist", request_id=request_id)
+    return row
+
+
+def list_requests(status: str | None = "pending", cursor: str | None = None,
+                  limit: int = 25) -> Page:
+    """Movement requests newest first; `pending` lists those not expired yet."""
+    limit = _limit(limit)
+    table = movement_requests
+    query = select(table).order_by(table.c.id.desc()).limit(limit + 1)
+    if status == "pending":
+        query = query.where(table.c.status == "pending", table.c.expires_at > utcnow())
+    elif status:
+        query = query.where(table.c.status == status)
+    before = decode_cursor(cursor)
+    if before is not None:
+        query = query.where(table.c.id < before)
+    return _page(list(db.session.execute(query)), limit)
+
+
+def pending_count(decider_id: int | None = None) -> int:
+    """Requests waiting for a decision (by `decider_id`: not the ones they made)."""
+    query = select(func.count()).select_from(movement_requests).where(
+        movement_requests.c.status == "pending", movement_requests.c.expires_at > utcnow())
+    if decider_id is not None:
+        query = query.where(movement_requests.c.maker_id != decider_id)
+    return db.session.execute(query).scalar_one()

@@ -1,13 +1,23 @@
 """The operator dashboard: server-rendered pages enhanced with htmx, one blueprint per area."""
 from flask import Flask
 
-from .. import operators
+from flask_login import current_user
+
+from .. import operators, queries
 from ..extensions import login_manager
 from . import (
-    admin, auth, errors, ledger_browser, overview, permissions, query_args, rendering, users,
+    admin, approvals, audit, auth, errors, ledger_browser, overview, permissions, query_args,
+    rendering, users,
 )
 
-BLUEPRINTS = (auth.bp, overview.bp, users.bp, ledger_browser.bp, admin.bp)
+BLUEPRINTS = (auth.bp, overview.bp, users.bp, ledger_browser.bp, approvals.bp, audit.bp, admin.bp)
+
+
+def pending_approvals() -> int:
+    """The navigation's badge: requests waiting, for those who may approve them (0 otherwise)."""
+    if not (current_user.is_authenticated and current_user.can_approve):
+        return 0
+    return queries.pending_count(decider_id=current_user.id)
 
 
 def register(app: Flask) -> None:
@@ -16,7 +26,8 @@ def register(app: Flask) -> None:
     login_manager.unauthorized_handler(permissions.unauthorized)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
-    app.context_processor(lambda: {"can": permissions.can})
+    app.context_processor(lambda: {"can": permissions.can,
+                                   "pending_approvals": pending_approvals})
     app.before_request(query_args.refuse_nul)
     rendering.register(app)
     errors.register(app)

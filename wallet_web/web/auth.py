@@ -10,7 +10,9 @@ from flask import Blueprint, current_app, flash, redirect, request, session, url
 from flask_login import current_user, login_user, logout_user
 from flask_wtf.csrf import CSRFError
 
-from .. import operator_sessions, operators
+from .. import audit_events, operator_sessions, operators
+from ..audit_events import Who
+from ..extensions import db
 from .errors import error_page
 from .forms import LoginForm
 from .rendering import render
@@ -34,12 +36,24 @@ def login():
         operator = operators.authenticate(form.username.data, form.password.data,
                                           request.remote_addr or "")
     except operators.LockedOut:
+        audit_events.record_refusal("login.locked_out", who=_typed(form.username.data))
         return _refused(form, THROTTLED, 429)
     if operator is None:
+        audit_events.record_refusal("login.failed", who=_typed(form.username.data))
         return _refused(form, FAILED, 401)
     session.clear()  # a fresh session: nothing from before the login survives it
-    login_user(operators.open_session(operator))
+    signed_in = operators.open_session(operator)
+    login_user(signed_in)
+    audit_events.record("login.succeeded", who=Who(signed_in.label, operator_id=operator.id))
+    db.session.commit()
     return redirect(_safe_next(request.args.get("next")))
+
+
+def _typed(username: str) -> Who:
+    """Who a failed login names: a known operator, or nobody (a name typed by mistake may be
+    a password, so an unknown one is not stored)."""
+    known = operators.find_operator(username)
+    return Who(f"operator:{known.username}", operator_id=known.id) if known else Who("unknown")
 
 
 def _refused(form: LoginForm, message: str, status: int):
@@ -86,7 +100,8 @@ def _is_local_path(form: str) -> bool:
 @bp.route("/logout", methods=["POST"])
 def logout():
     if current_user.is_authenticated:  # CSRFProtect has already checked the token of this POST
-        operator_sessions.end(current_user.session_token, "logout")
+        audit_events.record("logout")
+        operator_sessions.end(current_user.session_token, "logout")  # commits both
     logout_user()
     session.clear()
     flash("You are logged out.")

@@ -5,7 +5,7 @@ from flask import Flask, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import BadRequest, Forbidden, HTTPException, NotFound
 
-from .. import errors
+from .. import audit_events, errors
 from ..api.errors import http_error, is_api_path
 from .rendering import is_htmx
 
@@ -17,6 +17,9 @@ def error_page(error: HTTPException):
     HTTPException one), so it hands API paths back to the JSON error shape."""
     if is_api_path(request.path):
         return http_error(error)
+    if error.code == 403:
+        audit_events.record_refusal("access.denied", method=request.method, path=request.path,
+                                    message=_message(error))
     context = {"status": error.code, "title": TITLES.get(error.code, error.name),
                "message": _message(error)}
     template = "errors/_error.html" if is_htmx() else "errors/error.html"
