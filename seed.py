@@ -11,7 +11,7 @@ gets none of these.
 import argparse
 import sys
 
-from wallet_web import accounts, api_keys, create_app, ledger, operators, queries
+from wallet_web import accounts, api_keys, controls, create_app, ledger, operators, queries
 from wallet_web.extensions import db
 
 ASSETS = [("GOLD", "Gold Coins"), ("DIAMOND", "Diamonds"), ("LOYALTY", "Loyalty Points")]
@@ -28,6 +28,7 @@ def seed_demo() -> None:
 def seed_base() -> None:
     """What every environment needs: the system user, assets, house accounts, genesis."""
     accounts.ensure_system_user()
+    controls.ensure_reason_codes()
     for code, name in ASSETS:
         accounts.ensure_asset(code, name)
     for code, _ in ASSETS:

@@ -21,7 +21,8 @@ from wallet_web.extensions import db
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", TestConfig.SQLALCHEMY_DATABASE_URI)
 TABLES = ("postings, transactions, balance_shards, accounts, users, assets, api_keys, operators, "
-          "operator_sessions, login_throttles")
+          "operator_sessions, login_throttles, status_changes, reason_codes, policies, "
+          "operator_limits, movement_requests, audit_events")
 
 
 def pytest_generate_tests(metafunc):

@@ -11,7 +11,7 @@ from typing import Iterator
 import click
 from email_validator import EmailNotValidError, validate_email
 from flask.cli import AppGroup
-from sqlalchemy import Connection, insert, or_, select, update
+from sqlalchemy import Connection, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import audit_events, errors
@@ -19,9 +19,9 @@ from .extensions import WRITE_LOCK, db
 from .inputs import holds_nul
 from .ledger import SYSTEM, Actor
 from .limits import HOUSE_SHARDS, is_id
-from .models import Account, Asset, BalanceShard, StatusChange, User, utcnow
+from .models import Account, Asset, BalanceShard, Hold, StatusChange, User, utcnow
 
-HOUSE_KINDS = ("treasury", "promotions", "revenue", "equity")
+HOUSE_KINDS = ("treasury", "promotions", "revenue", "equity", "holds")
 SYSTEM_USERNAME = "system"
 USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 EXTERNAL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}")
@@ -39,6 +39,7 @@ shards = BalanceShard.__table__
 users = User.__table__
 assets = Asset.__table__
 status_changes = StatusChange.__table__
+holds = Hold.__table__
 
 
 @dataclass(frozen=True)
@@ -192,14 +193,14 @@ def change_status(user_id: int, action: str, reason: str, *, actor: Actor = SYST
                                .where(accounts.c.user_id == user_id)
                                .order_by(accounts.c.id).with_for_update()).all()
         if status == "closed":
-            _check_empty(user_id, wallets)
+            _check_empty(conn, user_id, wallets)
         conn.execute(update(users).where(users.c.id == user_id).values(status=status))
         conn.execute(update(accounts).where(accounts.c.user_id == user_id).values(status=status))
         conn.execute(insert(status_changes).values(
             user_id=user_id, previous_status=user.status, status=status, reason=reason,
             actor=actor.label, operator_id=actor.operator_id, api_key_id=actor.api_key_id,
             created_at=utcnow()))
-        audit_events.record(f"user.{status}", conn=conn, object_type="user", object_id=user_id,
+        audit_events.record("user." + {"active": "unfrozen"}.get(status, status), conn=conn, object_type="user", object_id=user_id,
                             who=audit_events.Who(actor.label, actor.operator_id,
                                                  actor.api_key_id),
                             previous_status=user.status, reason=reason)
@@ -227,8 +228,14 @@ def _lock_user(conn, user_id: int):
     return user
 
 
-def _check_empty(user_id: int, wallets) -> None:
+def _check_empty(conn, user_id: int, wallets) -> None:
+    """Nothing in the wallets and nothing held for the user (open holds, holds.py)."""
     held = {row.asset_code: row.balance for row in wallets if row.balance}
+    open_holds = conn.execute(select(holds.c.asset_code, func.sum(holds.c.amount))
+                              .where(holds.c.user_id == user_id, holds.c.status == "open")
+                              .group_by(holds.c.asset_code))
+    for asset, amount in open_holds:
+        held[asset] = held.get(asset, 0) + int(amount)
     if held:
         holdings = ", ".join(f"{amount:,} {asset}" for asset, amount in sorted(held.items()))
         raise errors.BalanceNotZero(f"user {user_id} still holds {holdings}: every balance "
@@ -262,7 +269,7 @@ def ensure_system_user() -> int:
 
 
 def ensure_house_accounts(asset: str) -> dict[str, int]:
-    """Treasury, Promotions, Revenue and Equity accounts of the system user for one asset."""
+    """The house accounts (HOUSE_KINDS) of the system user for one asset."""
     system_id = ensure_system_user()
     with write_transaction() as conn:
         existing = dict(conn.execute(

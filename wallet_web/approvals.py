@@ -27,13 +27,13 @@ from flask.cli import AppGroup
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import audit_events, controls, errors, kinds, ledger, queries
+from . import audit_events, controls, errors, holds, kinds, ledger, queries
 from .accounts import MAX_REASON, write_transaction
 from .audit_events import Who
 from .extensions import db
 from .inputs import holds_nul
 from .limits import is_id
-from .models import MovementRequest, Operator, Transaction, utcnow
+from .models import Asset, MovementRequest, Operator, Transaction, utcnow
 
 requests = MovementRequest.__table__
 operators = Operator.__table__
@@ -56,6 +56,7 @@ class Intent:
     user_id: int | None = None
     to_user_id: int | None = None
     reverses_id: int | None = None
+    hold_id: int | None = None  # a release of a hold (kind "void")
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,8 @@ def submit(intent: Intent, maker: Person) -> Outcome:
         return found
     row, again = found
     outcome = _post_now(row)  # a ledger refusal is recorded on the request (failed)
-    return replace(outcome, replayed=outcome.replayed or again)
+    # The sending that opened the request is the first, even when a copy reached the ledger first.
+    return replace(outcome, replayed=again)
 
 
 def _refusal(intent: Intent, error: errors.WalletError) -> dict:
@@ -108,11 +110,23 @@ def _checked(intent: Intent) -> Intent:
                      ticket=controls.check_ticket(intent.ticket))
     if intent.kind == "reversal":
         intent = _reversal_facts(intent)
+    elif intent.kind == "void":
+        intent = _release_facts(intent)
     elif intent.kind not in kinds.OPERATOR_FORMS and intent.kind != "transfer":
         raise errors.InvalidRequest(f"{intent.kind!r} is not a dashboard movement", field="kind")
     ledger.check_amount(intent.amount)
     ledger.check_reference(intent.reference_id)
+    _check_exist(intent)
     return intent
+
+
+def _check_exist(intent: Intent) -> None:
+    """What the request row refers to (a foreign key would say it as a 500)."""
+    if db.session.get(Asset, intent.asset) is None:
+        raise errors.UnknownAsset(f"asset {intent.asset!r} does not exist", asset=intent.asset)
+    for user_id in (intent.user_id, intent.to_user_id):
+        if user_id is not None:
+            queries.get_user(user_id)
 
 
 def _reversal_facts(intent: Intent) -> Intent:
@@ -131,10 +145,20 @@ def _reversal_facts(intent: Intent) -> Intent:
                    amount=sum(leg.amount for leg in credited))
 
 
+def _release_facts(intent: Intent) -> Intent:
+    """The user, asset and amount a release of a hold gives back: the hold's."""
+    hold = queries.get_hold(intent.hold_id)
+    if hold.status != "open" and _by_reference(intent.reference_id) is None:  # else: a replay
+        raise holds.SETTLED[hold.status](f"hold {hold.id} is {hold.status}", hold_id=hold.id,
+                                         status=hold.status)
+    return replace(intent, user_id=hold.user_id, asset=hold.asset_code, amount=hold.amount)
+
+
 def _fingerprint(intent: Intent) -> str:
     return ledger.fingerprint_of({
         "kind": intent.kind, "user_id": intent.user_id, "to_user_id": intent.to_user_id,
-        "reverses_id": intent.reverses_id, "asset": intent.asset, "amount": intent.amount,
+        "reverses_id": intent.reverses_id, "hold_id": intent.hold_id, "asset": intent.asset,
+        "amount": intent.amount,
         "description": intent.description, "reason_code": intent.reason_code,
         "ticket": intent.ticket})
 
@@ -210,7 +234,8 @@ def _open(intent: Intent, maker: Person, who: Who, fingerprint: str, limit: int,
         row = conn.execute(insert(requests).values(
             reference_id=intent.reference_id, fingerprint=fingerprint, kind=intent.kind,
             status="pending" if pending else "posting", user_id=intent.user_id,
-            to_user_id=intent.to_user_id, reverses_id=intent.reverses_id, asset_code=intent.asset,
+            to_user_id=intent.to_user_id, reverses_id=intent.reverses_id,
+            hold_id=intent.hold_id, asset_code=intent.asset,
             amount=intent.amount, description=intent.description, reason_code=intent.reason_code,
             ticket=intent.ticket, maker_id=maker.id, maker=maker.label, created_at=now,
             expires_at=expires if pending else None,
@@ -223,7 +248,8 @@ def _open(intent: Intent, maker: Person, who: Who, fingerprint: str, limit: int,
 
 def _summary(row) -> dict:
     return {"kind": row.kind, "user_id": row.user_id, "to_user_id": row.to_user_id,
-            "reverses_id": row.reverses_id, "asset": row.asset_code, "amount": row.amount,
+            "reverses_id": row.reverses_id, "hold_id": row.hold_id, "asset": row.asset_code,
+            "amount": row.amount,
             "reason_code": row.reason_code, "ticket": row.ticket,
             "reference_id": row.reference_id}
 
@@ -264,6 +290,8 @@ def _post(row, checker: Person | None = None) -> ledger.Receipt:
     if checked_by[0]:
         metadata.update(checker=checked_by[0], checker_id=str(checked_by[1]))
     options = dict(description=row.description, actor=ledger.Actor(row.maker, row.maker_id))
+    if row.kind == "void":
+        return holds.void(row.hold_id, row.reference_id, metadata=metadata, **options).receipt
     if row.kind == "reversal":
         return ledger.reverse(row.reverses_id, row.reference_id, metadata=metadata, **options)
     options["metadata"] = metadata
@@ -301,8 +329,9 @@ def approve(request_id: int, checker: Person, reason: str) -> ledger.Receipt:
         _finish(row.id, "approving", "failed", "approval.failed", who=who, failure=error.message,
                 error=error.code)
         raise errors.RequestFailed(f"request #{row.id} was approved but cannot be posted: "
-                                   f"{error.message}. Nothing moved.", request_id=row.id,
-                                   status="failed", reason=error.code) from error
+                                   f"{error.message}. Nothing moved.",
+                                   **{**error.details, "request_id": row.id, "status": "failed",
+                                      "reason": error.code, "failure": error.message}) from error
     _finish(row.id, "approving", "approved", "approval.approved", who=who,
             transaction_id=receipt.id)
     return receipt

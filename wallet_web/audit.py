@@ -43,6 +43,15 @@ CHECKS = {
         WHERE r.reverses_id IS NOT NULL AND NOT EXISTS (
             SELECT 1 FROM postings op WHERE op.transaction_id = r.reverses_id
             AND op.account_id = rp.account_id AND op.amount = -rp.amount)""",
+    "every holds account holds exactly its asset's open holds": """
+        SELECT a.id, a.asset_code, a.balance + COALESCE(s.total, 0) AS balance,
+               COALESCE(h.total, 0) AS open_holds
+        FROM accounts a
+        LEFT JOIN (SELECT account_id, SUM(balance) AS total FROM balance_shards
+                   GROUP BY account_id) s ON s.account_id = a.id
+        LEFT JOIN (SELECT asset_code, SUM(amount) AS total FROM holds WHERE status = 'open'
+                   GROUP BY asset_code) h ON h.asset_code = a.asset_code
+        WHERE a.kind = 'holds' AND a.balance + COALESCE(s.total, 0) <> COALESCE(h.total, 0)""",
 }
 
 COUNTS = {

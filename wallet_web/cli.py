@@ -24,6 +24,8 @@ def register(app: Flask) -> None:
     from .approvals import approvals_cli
     from .assets import assets_cli
     from .controls import policy_cli
+    from .holds import holds_cli
+    from .sweeper import sweep_command
     from .operators import operators_cli
 
     app.cli.add_command(ledger_cli)
@@ -33,3 +35,5 @@ def register(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(policy_cli)
     app.cli.add_command(approvals_cli)
+    app.cli.add_command(holds_cli)
+    app.cli.add_command(sweep_command)

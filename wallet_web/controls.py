@@ -24,6 +24,14 @@ TICKET_ID = re.compile(r"#?[A-Za-z0-9][A-Za-z0-9._/-]{0,63}")  # SUP-1234, #5512
 MAX_TICKET = 300
 REASON_CODE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 MAX_REASON_TITLE = 128
+DEFAULT_REASON_CODES = (
+    ("goodwill", "Goodwill"),
+    ("compensation", "Compensation for an outage or a bug"),
+    ("fraud_recovery", "Fraud recovery"),
+    ("correction", "Correction of an earlier mistake"),
+    ("promotion", "Promotion or event prize"),
+    ("purchase_support", "Purchase support (a player's purchase by hand)"),
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,9 @@ def set_policy(asset: str, approval_threshold: int, operator_daily_limit: int) -
     _check_amount("approval_threshold", approval_threshold, minimum=1)
     _check_amount("operator_daily_limit", operator_daily_limit, minimum=0)
     before = policy_for(asset)
+    if (before.approval_threshold, before.operator_daily_limit) == (
+            approval_threshold, operator_daily_limit) and before.updated_at is not None:
+        return before
     who = audit_events.current_actor()
     row = db.session.get(Policy, asset) or Policy(asset_code=asset)
     row.approval_threshold, row.operator_daily_limit = approval_threshold, operator_daily_limit
@@ -97,6 +108,8 @@ def set_operator_limit(operator_id: int, asset: str, daily_limit: int | None) ->
     who = audit_events.current_actor()
     row = db.session.get(OperatorLimit, (operator_id, asset))
     before = row.daily_limit if row is not None else None
+    if before == daily_limit:
+        return
     if daily_limit is None:
         if row is not None:
             db.session.delete(row)
@@ -117,6 +130,14 @@ def list_reason_codes(active_only: bool = True) -> list[ReasonCode]:
     if active_only:
         query = query.where(ReasonCode.active.is_(True))
     return list(db.session.scalars(query))
+
+
+def ensure_reason_codes() -> None:
+    """The starting list (seed.py; migration 0006 wrote the same list into existing databases)."""
+    for code, title in DEFAULT_REASON_CODES:
+        if db.session.get(ReasonCode, code) is None:
+            db.session.add(ReasonCode(code=code, title=title, active=True, created_at=utcnow()))
+    db.session.commit()
 
 
 def check_reason_code(code) -> str:

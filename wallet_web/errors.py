@@ -255,3 +255,39 @@ class RequestFailed(RequestDecided):
     """Approved, but the ledger refused the movement (funds, status): nothing moved."""
 
     code = "request_failed"
+
+
+# ---------------------------------------------------------------- holds
+
+
+class UnknownHold(NotFound):
+    code = "hold_not_found"
+
+
+class HoldNotOpen(LedgerError):
+    """Capture or void of a hold that is no longer open: the code says what it became."""
+
+    code = "hold_not_open"
+    status = 409
+
+
+class HoldCaptured(HoldNotOpen):
+    code = "hold_captured"
+
+
+class HoldVoided(HoldNotOpen):
+    code = "hold_voided"
+
+
+class HoldExpired(HoldNotOpen):
+    code = "hold_expired"
+
+
+class CaptureExceedsHold(LedgerError):
+    code = "capture_exceeds_hold"
+    status = 422
+
+
+class InvalidExpiry(LedgerError):
+    code = "invalid_expiry"
+    status = 422

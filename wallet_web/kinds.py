@@ -29,11 +29,15 @@ KINDS = (
     Kind("reversal", "Reversal", reversible=False),
     Kind("genesis", "Genesis", reversible=False, charted=False),
     Kind("adjustment", "Adjustment"),
+    # Two-phase movements (holds.py): into the holds account, then on to revenue or back.
+    Kind("hold", "Hold", house="holds", sign=-1, reversible=False, charted=False),
+    Kind("capture", "Capture", reversible=False),
+    Kind("void", "Release", reversible=False, charted=False),
 )
 BY_NAME = {kind.name: kind for kind in KINDS}
 NAMES = tuple(BY_NAME)
 API_KINDS = tuple(kind.name for kind in KINDS if kind.by_api)
-HOUSE_FLOWS = tuple(kind.name for kind in KINDS if kind.house)  # user <-> one house account
+HOUSE_FLOWS = tuple(kind.name for kind in KINDS if kind.house and kind.by_api)  # user <-> house
 OPERATOR_FORMS = tuple(kind.name for kind in KINDS if kind.by_operator and kind.house)
 CHARTED = tuple(kind.name for kind in KINDS if kind.charted)
 

@@ -131,15 +131,16 @@ def transfer(from_user: int, to_user: int, asset: str, amount: int, reference_id
         raise errors.InvalidTransfer("a transfer needs two different users", user_id=from_user)
     payload = {"kind": "transfer", "user_id": from_user, "to_user_id": to_user, "asset": asset,
                "amount": amount, "description": description, "metadata": metadata}
-    with _announced("transfer", asset) as announce:
+    def post() -> Receipt:
         with _posting_connection() as conn:
             source, source_rule = _wallet(conn, from_user, asset)
             target, target_rule = _wallet(conn, to_user, asset)
-            legs = [Leg(source, -amount), Leg(target, amount)]
-            receipt = _post(conn, "transfer", legs, reference_id, payload,
-                            description=description, metadata=metadata, actor=actor,
-                            rules={source: source_rule, target: target_rule})
-        return announce.posted(receipt)
+            return _post(conn, "transfer", [Leg(source, -amount), Leg(target, amount)],
+                         reference_id, payload, description=description, metadata=metadata,
+                         actor=actor, rules={source: source_rule, target: target_rule})
+
+    with _announced("transfer", asset) as announce:
+        return announce.posted(releasing_expired_holds(post))
 
 
 def reverse(
@@ -185,13 +186,27 @@ def _user_flow(
         "kind": kind, "user_id": user_id, "asset": asset, "amount": amount,
         "description": description, "metadata": metadata,
     }
-    with _announced(kind, asset) as announce:
+    def post() -> Receipt:
         with _posting_connection() as conn:
             wallet_id, house_id, rules = _wallet_and_house(conn, user_id, asset, house_kind)
             legs = [Leg(house_id, -sign * amount), Leg(wallet_id, sign * amount)]
-            receipt = _post(conn, kind, legs, reference_id, payload, description=description,
-                            metadata=metadata, actor=actor, rules=rules)
-        return announce.posted(receipt)
+            return _post(conn, kind, legs, reference_id, payload, description=description,
+                         metadata=metadata, actor=actor, rules=rules)
+
+    with _announced(kind, asset) as announce:
+        return announce.posted(releasing_expired_holds(post))
+
+
+def releasing_expired_holds(post):
+    """post(); when a wallet lacks funds only because its expired holds are not released yet
+    (the sweeper runs every minute), release them and post once more. Only refusals pay."""
+    try:
+        return post()
+    except errors.InsufficientFunds as error:
+        from .holds import release_expired  # holds.py builds on this module
+        if not release_expired(error.details["account_id"]):
+            raise
+        return post()
 
 
 # ---------------------------------------------------------------- the core
@@ -214,6 +229,48 @@ class _announced:
     def posted(self, receipt: Receipt) -> Receipt:
         transaction_posted.send(self.kind, receipt=receipt, asset=self.asset)
         return receipt
+
+
+@contextmanager
+def atomic() -> Iterator[Connection]:
+    """A real transaction for a movement that must commit with other rows (holds.py): every
+    statement on it, ledger writes (post_on) included, commits or rolls back together."""
+    db.session.rollback()
+    with db.engine.connect() as conn:
+        conn.execution_options(**{WRITE_LOCK: True})  # SQLite: BEGIN IMMEDIATE
+        conn.info[ATOMIC] = True
+        conn.begin()  # not a context manager: a refusal rolls back and still reads (_apply)
+        try:
+            yield conn
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            conn.info.pop(ATOMIC, None)
+
+
+def transaction_by_reference(conn: Connection, reference_id: str):
+    return conn.execute(select(transactions).where(
+        transactions.c.reference_id == reference_id)).one_or_none()
+
+
+def replay(conn: Connection, reference_id: str, fingerprint: str, actor: Actor) -> Receipt:
+    """The receipt of the transaction a reference names, when `fingerprint` and `actor` are
+    the ones it was posted with (else IdempotencyConflict / ReferenceTaken)."""
+    return _replay(conn, reference_id, fingerprint, None, actor)
+
+
+def post_on(conn: Connection, kind: str, legs: list[Leg], reference_id: str, payload: dict,
+            **options) -> Receipt:
+    """Post balanced legs on the caller's atomic() connection (announced like any movement)."""
+    with _announced(kind, options.pop("asset", None)) as announce:
+        return announce.posted(_post(conn, kind, legs, reference_id, payload, **options))
+
+
+def wallet_and_house(conn: Connection, user_id: int, asset: str, house_kind: str):
+    """(wallet id, house account id, the rules of both) for post_on's `rules`."""
+    return _wallet_and_house(conn, user_id, asset, house_kind)
 
 
 @contextmanager
@@ -283,6 +340,7 @@ APPLY = (
     "%(amounts)s::bigint[], %(wallet)s::boolean[], %(shard)s)"
 )
 REFUSED = "WL001"  # SQLSTATE raised by ledger_apply when a wallet refuses a leg
+ATOMIC = "ledger_atomic"  # conn.info key: the connection is in atomic()'s real transaction
 
 
 def _post(
@@ -370,6 +428,8 @@ def _apply_in_database(conn, claim: dict, legs: list[Leg], rules):
         if getattr(error.orig, "sqlstate", None) != REFUSED:
             raise
         refused = int(error.orig.diag.message_detail)
+        if conn.info.get(ATOMIC):  # the error aborted the transaction: nothing to keep of it
+            conn.rollback()
         _raise_refusal(conn, next(leg for leg in legs if leg.account_id == refused))
     if tx_id is None:
         return None, {}

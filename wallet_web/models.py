@@ -15,6 +15,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -29,13 +30,15 @@ from .limits import (
 BigId = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER only
 JsonDoc = JSON().with_variant(JSONB(), "postgresql")
 
-ACCOUNT_KINDS = ("wallet", "treasury", "promotions", "revenue", "equity")
+ACCOUNT_KINDS = ("wallet", "treasury", "promotions", "revenue", "equity", "holds")
+HOLD_STATUSES = ("open", "captured", "voided", "expired")
 OPERATOR_ROLES = ("viewer", "auditor", "operator", "admin")
 API_SCOPES = ("read", "write")
 SESSION_END_REASONS = ("logout", "password_changed", "disabled")
 # A dashboard movement's request: `posting` -> `posted` (below the approval threshold), or
 # `pending` -> `approving` -> `approved`, or `rejected` / `expired`; `failed` when the ledger
 # refused it. Only counted statuses use up the maker's daily limit.
+AUDIT_OUTCOMES = ("done", "refused")
 REQUEST_STATUSES = ("posting", "posted", "pending", "approving", "approved", "rejected",
                     "expired", "failed")
 USER_STATUSES = ("active", "frozen", "closed")  # frozen: credits only; closed: nothing
@@ -357,6 +360,7 @@ class MovementRequest(db.Model):
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     to_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     reverses_id: Mapped[int | None] = mapped_column(ForeignKey("transactions.id"))
+    hold_id: Mapped[int | None] = mapped_column(ForeignKey("holds.id"))  # a release (void)
     asset_code: Mapped[str] = mapped_column(ForeignKey("assets.code"))
     amount: Mapped[int] = mapped_column(BigInteger)
     description: Mapped[str] = mapped_column(Text, default="")
@@ -379,7 +383,7 @@ class AuditEvent(db.Model):
 
     __tablename__ = "audit_events"
     __table_args__ = (
-        CheckConstraint("outcome IN ('done', 'refused')", name="outcome_known"),
+        CheckConstraint(_in("outcome", AUDIT_OUTCOMES), name="outcome_known"),
         Index("ix_audit_events_action_id", "action", "id"),
         Index("ix_audit_events_operator_id_id", "operator_id", "id"),
         Index("ix_audit_events_created_at", "created_at"),
@@ -396,3 +400,37 @@ class AuditEvent(db.Model):
     object_type: Mapped[str | None] = mapped_column(String(32))
     object_id: Mapped[str | None] = mapped_column(String(128))
     details: Mapped[dict | None] = mapped_column(JsonDoc)
+
+
+class Hold(db.Model):
+    """A two-phase movement (holds.py): the amount sits in the asset's `holds` account from
+    the hold transaction until its capture, void or expiry transaction (`settle_…`)."""
+
+    __tablename__ = "holds"
+    __table_args__ = (
+        CheckConstraint(_in("status", HOLD_STATUSES), name="status_known"),
+        CheckConstraint(f"amount BETWEEN 1 AND {BALANCE_CEILING}", name="amount_in_range"),
+        CheckConstraint("captured_amount IS NULL OR captured_amount BETWEEN 1 AND amount",
+                        name="captured_within_amount"),
+        *_integers("amount", "captured_amount"),
+        Index("ix_holds_user_id_id", "user_id", "id"),
+        Index("ix_holds_open_account_id", "account_id", "expires_at",
+              postgresql_where=text("status = 'open'"), sqlite_where=text("status = 'open'")),
+        Index("ix_holds_open_expires_at", "expires_at",
+              postgresql_where=text("status = 'open'"), sqlite_where=text("status = 'open'")),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))  # the wallet
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    asset_code: Mapped[str] = mapped_column(ForeignKey("assets.code"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    captured_amount: Mapped[int | None] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    reference_id: Mapped[str] = mapped_column(String(128))  # the hold transaction's
+    description: Mapped[str] = mapped_column(Text, default="")
+    hold_transaction_id: Mapped[int] = mapped_column(ForeignKey("transactions.id"), unique=True)
+    settle_transaction_id: Mapped[int | None] = mapped_column(ForeignKey("transactions.id"),
+                                                              unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import base64
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
-from typing import Generic, TypeVar
+from typing import Generic, Iterator, TypeVar
 
-from sqlalchemy import Select, bindparam, exists, func, or_, select
+from sqlalchemy import Select, bindparam, case, exists, func, or_, select
 from sqlalchemy.orm import selectinload
 
 from . import errors
@@ -20,7 +20,8 @@ from .extensions import db
 from .inputs import parse_integer
 from .limits import is_id
 from .models import (
-    Account, Asset, BalanceShard, MovementRequest, Posting, StatusChange, Transaction, User, utcnow,
+    Account, Asset, AuditEvent, BalanceShard, Hold, MovementRequest, Posting, StatusChange,
+    Transaction, User, utcnow,
 )
 
 T = TypeVar("T")
@@ -36,12 +37,24 @@ class Page(Generic[T]):
 
 @dataclass(frozen=True)
 class AccountBalance:
+    """`balance` is what the account can move now (a wallet: available); `held`, what its
+    open holds keep aside (holds.py). A wallet's user owns balance + held."""
+
     id: int
     name: str
     kind: str
     asset_code: str
     balance: int
     status: str
+    held: int = 0
+
+    @property
+    def available(self) -> int:
+        return self.balance
+
+    @classmethod
+    def of(cls, row) -> "AccountBalance":
+        return cls(row[0], row[1], row[2], row[3], int(row[4]), row[5], int(row[6]))
 
 
 @dataclass(frozen=True)
@@ -192,9 +205,26 @@ def _shard_total():
             .where(BalanceShard.account_id == Account.id).scalar_subquery())
 
 
+def _open_holds(*, expired: bool):
+    """The account's open holds, expired ones (not released yet: available, since a debit
+    releases them first) or the others (held)."""
+    due = Hold.expires_at <= bindparam("now")
+    return (select(func.coalesce(func.sum(Hold.amount), 0))
+            .where(Hold.account_id == Account.id, Hold.status == "open",
+                   due if expired else ~due).scalar_subquery())
+
+
+def _releasable():
+    return _open_holds(expired=True)
+
+
+def _held():
+    return _open_holds(expired=False)
+
+
 # Built once: the balance endpoint runs this on every call.
 BALANCES = select(Account.id, Account.name, Account.kind, Account.asset_code,
-                  Account.balance + _shard_total(), Account.status
+                  Account.balance + _shard_total() + _releasable(), Account.status, _held()
                   ).order_by(Account.asset_code, Account.kind)
 USER_BALANCES = BALANCES.where(Account.user_id == bindparam("user_id"))
 HOUSE_BALANCES = BALANCES.where(Account.allow_negative)
@@ -203,15 +233,16 @@ HOUSE_BALANCES = BALANCES.where(Account.allow_negative)
 def user_balances(user_id: int) -> list[AccountBalance]:
     balances = []
     if is_id(user_id):
-        rows = db.session.execute(USER_BALANCES, {"user_id": user_id})
-        balances = [AccountBalance(*row) for row in rows]
+        rows = db.session.execute(USER_BALANCES, {"user_id": user_id, "now": utcnow()})
+        balances = [AccountBalance.of(row) for row in rows]
     if not balances:
         get_user(user_id)  # UnknownUser, unless the user exists without accounts
     return balances
 
 
 def house_balances() -> list[AccountBalance]:
-    return [AccountBalance(*row) for row in db.session.execute(HOUSE_BALANCES)]
+    return [AccountBalance.of(row)
+            for row in db.session.execute(HOUSE_BALANCES, {"now": utcnow()})]
 
 
 def get_account(account_id: int) -> Account:
@@ -282,10 +313,10 @@ def filtered_transactions(filters: TransactionFilters) -> Select:
         query = query.where(_touching(Account.asset_code == filters.asset))
     if filters.metadata:
         key, _, value = filters.metadata.partition(":")
-        query = query.where(Transaction.meta[key].as_string() == value)
+        query = query.where(meta_text(key) == value)
     for key in ("reason_code", "ticket"):
         if getattr(filters, key):
-            query = query.where(Transaction.meta[key].as_string() == getattr(filters, key))
+            query = query.where(meta_text(key) == getattr(filters, key))
     return query
 
 
@@ -441,3 +472,303 @@ def pending_count(decider_id: int | None = None) -> int:
     if decider_id is not None:
         query = query.where(movement_requests.c.maker_id != decider_id)
     return db.session.execute(query).scalar_one()
+
+
+# ---------------------------------------------------------------- controls on transactions
+
+# What approvals.py writes into a dashboard movement's metadata, shown as fields of their own.
+CONTROL_FIELDS = ("reason_code", "ticket", "checker")
+CONTROL_KEYS = (*CONTROL_FIELDS, "checker_id", "request_id")  # no API caller may write these
+
+
+def meta_text(name: str):
+    """A metadata value as text (NULL when absent), on PostgreSQL and SQLite alike."""
+    return Transaction.meta[name].as_string()
+
+
+# ---------------------------------------------------------------- audit trail
+
+@dataclass(frozen=True)
+class AuditFilters:
+    action: str | None = None
+    outcome: str | None = None
+    actor: str | None = None  # a prefix of the actor label: "operator:al", "api:", "cli:"
+    operator_id: int | None = None
+    object_type: str | None = None
+    object_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def filtered_audit_events(filters: AuditFilters) -> Select:
+    query = select(AuditEvent)
+    for name in ("action", "outcome", "operator_id", "object_type", "object_id"):
+        value = getattr(filters, name)
+        if value is not None and value != "":
+            query = query.where(getattr(AuditEvent, name) == value)
+    if filters.actor:
+        pattern = _escape_like(filters.actor.lower()) + "%"
+        query = query.where(func.lower(AuditEvent.actor).like(pattern, escape="\\"))
+    if filters.since:
+        query = query.where(AuditEvent.created_at >= filters.since)
+    if filters.until:
+        query = query.where(AuditEvent.created_at < filters.until)
+    return query
+
+
+def list_audit_events(filters: AuditFilters, cursor: str | None = None,
+                      limit: int = 50) -> Page[AuditEvent]:
+    """Audit events newest first, keyset pages."""
+    limit = _limit(limit)
+    query = filtered_audit_events(filters).order_by(AuditEvent.id.desc()).limit(limit + 1)
+    before = decode_cursor(cursor)
+    if before is not None:
+        query = query.where(AuditEvent.id < before)
+    return _page(list(db.session.scalars(query)), limit)
+
+
+# ---------------------------------------------------------------- a wallet's statement
+
+
+@dataclass(frozen=True)
+class KindTotal:
+    kind: str
+    count: int
+    credits: int
+    debits: int  # negative or 0
+
+    @property
+    def net(self) -> int:
+        return self.credits + self.debits
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A wallet over a period: its postings are those after posting `after_id` up to and
+    including `through_id`, a run of its balance_after chain, so opening + postings = closing
+    holds exactly when the chain does (`ledger verify` checks it)."""
+
+    account_id: int
+    asset: str
+    since: datetime | None
+    until: datetime | None
+    after_id: int  # the last posting before the period (0: none)
+    through_id: int  # the last posting of the period (at most after_id: none)
+    opening: int
+    closing: int
+    balance_now: int
+    totals: list[KindTotal]
+
+    @property
+    def count(self) -> int:
+        return sum(total.count for total in self.totals)
+
+    @property
+    def posted(self) -> int:
+        return sum(total.net for total in self.totals)
+
+    @property
+    def adds_up(self) -> bool:
+        return self.opening + self.posted == self.closing
+
+    @property
+    def ends_now(self) -> bool:
+        return self.until is None
+
+    @property
+    def matches_balance_now(self) -> bool:
+        return self.closing == self.balance_now
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    posting_id: int
+    transaction_id: int
+    created_at: datetime
+    kind: str
+    reference_id: str
+    description: str
+    actor: str  # the maker: operator:<name>, api:<key name> or system
+    amount: int
+    balance_after: int
+    balance: int  # the opening plus every amount up to this one
+    reason_code: str | None
+    ticket: str | None
+    checker: str | None
+
+    @property
+    def agrees(self) -> bool:
+        return self.balance == self.balance_after
+
+
+def wallet_account(user_id: int, asset: str) -> Account:
+    query = select(Account).where(Account.user_id == user_id, Account.asset_code == asset,
+                                  Account.kind == "wallet")
+    account = db.session.scalars(query).first() if is_id(user_id) else None
+    if account is None:
+        raise errors.UnknownAccount(f"user {user_id} has no {asset} wallet", user_id=user_id,
+                                    asset=asset)
+    return account
+
+
+def statement(account_id: int, since: datetime | None = None,
+              until: datetime | None = None) -> Statement:
+    """Opening balance at `since`, closing at `until` (now when None), totals per kind."""
+    account = get_account(account_id)
+    newest = (select(func.coalesce(func.max(Posting.id), 0))
+              .where(Posting.account_id == account_id).scalar_subquery())
+    # One statement, one snapshot: the balance now and the posting that made it.
+    balance_now, last_id = db.session.execute(
+        select(Account.balance, newest).where(Account.id == account_id)).one()
+    after_id = _last_posting_before(account_id, since) if since else 0
+    through_id = _last_posting_before(account_id, until) if until else last_id
+    opening = _balance_after(after_id)
+    closing = _balance_after(through_id) if through_id > after_id else opening
+    return Statement(account_id, account.asset_code, since, until, after_id, through_id,
+                     opening, closing, balance_now, _totals(account_id, after_id, through_id))
+
+
+def _last_posting_before(account_id: int, moment: datetime) -> int:
+    query = select(func.coalesce(func.max(Posting.id), 0)).where(
+        Posting.account_id == account_id, Posting.created_at < moment)
+    return db.session.execute(query).scalar_one()
+
+
+def _balance_after(posting_id: int) -> int:
+    if not posting_id:
+        return 0
+    return db.session.execute(select(Posting.balance_after)
+                              .where(Posting.id == posting_id)).scalar_one()
+
+
+def _in_statement(account_id: int, after_id: int, through_id: int) -> tuple:
+    return (Posting.account_id == account_id, Posting.id > after_id, Posting.id <= through_id)
+
+
+def _totals(account_id: int, after_id: int, through_id: int) -> list[KindTotal]:
+    credit = func.sum(case((Posting.amount > 0, Posting.amount), else_=0))
+    debit = func.sum(case((Posting.amount < 0, Posting.amount), else_=0))
+    query = (select(Transaction.kind, func.count(), credit, debit)
+             .join(Transaction, Transaction.id == Posting.transaction_id)
+             .where(*_in_statement(account_id, after_id, through_id))
+             .group_by(Transaction.kind).order_by(Transaction.kind))
+    return [KindTotal(kind, count, int(credits), int(debits))
+            for kind, count, credits, debits in db.session.execute(query)]
+
+
+def statement_lines(period: Statement, limit: int | None = None) -> Iterator[StatementLine]:
+    """The period's postings oldest first, each with the running balance (streamed)."""
+    query = (select(Posting.id, Posting.transaction_id, Posting.created_at, Transaction.kind,
+                    Transaction.reference_id, Transaction.description, Transaction.actor,
+                    Posting.amount, Posting.balance_after,
+                    *(meta_text(name) for name in CONTROL_FIELDS))
+             .join(Transaction, Transaction.id == Posting.transaction_id)
+             .where(*_in_statement(period.account_id, period.after_id, period.through_id))
+             .order_by(Posting.id).limit(limit)
+             .execution_options(yield_per=1000))
+    balance = period.opening
+    for row in db.session.execute(query):
+        (posting_id, tx_id, created_at, kind, reference, description, actor, amount,
+         balance_after, reason_code, ticket, checker) = row
+        balance += amount
+        yield StatementLine(posting_id, tx_id, created_at, kind, reference, description, actor,
+                            amount, balance_after, balance, reason_code, ticket, checker)
+
+
+# ---------------------------------------------------------------- holds
+
+holds_table = Hold.__table__
+
+
+@dataclass(frozen=True)
+class HoldRow:
+    """A hold as readers see it: an open hold past its expiry is `expired` (it can never be
+    captured or voided), released by the sweeper or not."""
+
+    id: int
+    account_id: int
+    user_id: int
+    asset_code: str
+    amount: int
+    captured_amount: int | None
+    status: str
+    reference_id: str
+    description: str
+    hold_transaction_id: int
+    settle_transaction_id: int | None
+    created_at: datetime
+    expires_at: datetime
+    settled_at: datetime | None
+
+    @classmethod
+    def of(cls, row, now: datetime) -> "HoldRow":
+        hold = cls(**{name: getattr(row, name) for name in cls.__dataclass_fields__})
+        if hold.status == "open" and hold.expires_at <= now:
+            return replace(hold, status="expired")
+        return hold
+
+
+def get_hold(hold_id: int) -> HoldRow:
+    row = None
+    if is_id(hold_id):
+        row = db.session.execute(select(holds_table).where(holds_table.c.id == hold_id)).first()
+    if row is None:
+        raise errors.UnknownHold(f"hold {hold_id} does not exist", hold_id=hold_id)
+    return HoldRow.of(row, utcnow())
+
+
+def list_holds(user_id: int | None = None, status: str | None = None, asset: str | None = None,
+               cursor: str | None = None, limit: int = 50) -> Page[HoldRow]:
+    """Holds newest first; `open` means capturable (not expired), `expired` includes open
+    holds past their expiry that the sweeper has not released yet."""
+    limit, now, table = _limit(limit), utcnow(), holds_table
+    query = select(table).order_by(table.c.id.desc()).limit(limit + 1)
+    if user_id is not None:
+        query = query.where(table.c.user_id == user_id)
+    if asset:
+        query = query.where(table.c.asset_code == asset)
+    if status == "open":
+        query = query.where(table.c.status == "open", table.c.expires_at > now)
+    elif status == "expired":
+        query = query.where(or_(table.c.status == "expired",
+                                (table.c.status == "open") & (table.c.expires_at <= now)))
+    elif status:
+        query = query.where(table.c.status == status)
+    before = decode_cursor(cursor)
+    if before is not None:
+        query = query.where(table.c.id < before)
+    return _page([HoldRow.of(row, now) for row in db.session.execute(query)], limit)
+
+
+AVAILABLE_AND_HELD = select(Account.balance + _releasable(), _held()).where(
+    Account.id == bindparam("account_id"))
+
+
+def wallet_available_and_held(account_id: int) -> tuple[int, int]:
+    """(available, held) of a wallet now: held counts open holds not expired; expired ones not
+    released yet are available (a debit releases them first, ledger.releasing_expired_holds).
+    One statement on a connection of its own: it answers every hold step."""
+    with db.engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+        row = conn.execute(AVAILABLE_AND_HELD, {"account_id": account_id, "now": utcnow()}).one()
+    return int(row[0]), int(row[1])
+
+
+def hold_of(tx_id: int) -> HoldRow | None:
+    """The hold a transaction places or settles (capture, release, expiry)."""
+    row = db.session.execute(select(holds_table).where(or_(
+        holds_table.c.hold_transaction_id == tx_id,
+        holds_table.c.settle_transaction_id == tx_id))).first()
+    return None if row is None else HoldRow.of(row, utcnow())
+
+
+def pending_releases(hold_ids: list[int]) -> dict[int, int]:
+    """hold id -> the request its dashboard release waits in for approval."""
+    if not hold_ids:
+        return {}
+    table = movement_requests
+    rows = db.session.execute(select(table.c.hold_id, table.c.id).where(
+        table.c.hold_id.in_(hold_ids), table.c.status == "pending",
+        table.c.expires_at > utcnow()))
+    return {hold_id: request_id for hold_id, request_id in rows}

@@ -34,3 +34,13 @@ def test_the_docs_page_loads_its_assets_from_this_server(client):
     assert assets and all(a.startswith("/static/") for a in assets)
     for asset in assets:
         assert os.path.exists(os.path.join(ROOT_DIR, asset.lstrip("/"))), f"{asset}: run bin/bootstrap"
+
+
+def test_the_controls_of_a_dashboard_movement_are_documented(client):
+    document = client.get("/api/v1/openapi.json").json
+    transaction = document["components"]["schemas"]["TransactionOut"]
+    assert {"reason_code", "ticket", "checker"} <= set(transaction["required"])
+    for path in ("/api/v1/transactions", "/api/v1/transactions.csv"):
+        names = {p["name"] for p in document["paths"][path]["get"]["parameters"]}
+        assert {"reason_code", "ticket"} <= names, path
+    assert "AuditEventPage" in document["components"]["schemas"]

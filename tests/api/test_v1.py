@@ -1,5 +1,5 @@
 """/api/v1: lookups, keyset pages under concurrent inserts and their `limit`, filters,
-reversal, balance at, CSV."""
+reversal, balance at, a dashboard movement's controls (reason code, ticket, checker), CSV."""
 import csv
 import io
 from datetime import UTC, datetime, timedelta
@@ -7,14 +7,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from wallet_web import accounts, ledger, queries
+from wallet_web import (
+    accounts, approvals, audit_events, controls, exports, holds, ledger, operators, queries,
+)
 from wallet_web.api.openapi import OPERATIONS
+from wallet_web.approvals import Intent
 from wallet_web.extensions import db
-from wallet_web.models import Posting, utcnow
+from wallet_web.models import AuditEvent, Posting, utcnow
 
 # README: "lists are newest first, keyset-paginated: pass next_cursor back as cursor; limit 1
 # to 200". A new list must be added here, after its documentation.
-LISTS = {"/api/v1/users", "/api/v1/accounts/<id:account_id>/postings", "/api/v1/transactions"}
+LISTS = {"/api/v1/users", "/api/v1/accounts/<id:account_id>/postings", "/api/v1/transactions",
+         "/api/v1/audit-events", "/api/v1/holds"}
 MAX_LIMIT = 200
 
 
@@ -90,10 +94,18 @@ def crowded_lists(make_user, wallet_of) -> list[tuple[str, dict]]:
     user = make_user()
     for n in range(MAX_LIMIT + 1):
         ledger.topup(user, "GOLD", 1, f"crowd-{n}")
+    for _ in range(MAX_LIMIT + 1):
+        audit_events.record("logout", who=audit_events.Who("operator:crowd"))
+    db.session.commit()
+    held = make_user(balance=MAX_LIMIT + 1)
+    for n in range(MAX_LIMIT + 1):
+        holds.place(held, "GOLD", 1, f"crowd-hold-{n}")
     lists = {"/api/v1/users": ("/api/v1/users", {"q": "crowd-"}),
              "/api/v1/accounts/<id:account_id>/postings":
                  (f"/api/v1/accounts/{wallet_of(user)}/postings", {}),
-             "/api/v1/transactions": ("/api/v1/transactions", {"user_id": user})}
+             "/api/v1/transactions": ("/api/v1/transactions", {"user_id": user}),
+             "/api/v1/audit-events": ("/api/v1/audit-events", {"actor": "operator:crowd"}),
+             "/api/v1/holds": ("/api/v1/holds", {"user_id": held})}
     return [lists[op.path] for op in list_operations()]
 
 
@@ -211,11 +223,97 @@ def test_balance_at_a_point_in_time_comes_from_the_stored_balance_after(
     assert (response.status_code, response.json["error"]["field"]) == (422, "at")
 
 
+# ---------------------------------------------------------------- a dashboard movement's controls
+
+
+@pytest.fixture
+def dashboard_movements(make_user):
+    """A movement posted at once with a ticket, one approved by a checker, and one by API."""
+    controls.set_policy("GOLD", 1_000, 100_000)
+    maker = operators.create_operator("mia", "correct horse battery", "operator")
+    checker = operators.create_operator("cole", "correct horse battery", "operator", True)
+    as_maker = operators.SignedIn(maker.id, maker.username, maker.role)
+    as_checker = operators.SignedIn(checker.id, checker.username, checker.role, "", True)
+    user = make_user()
+    ticketed = approvals.submit(Intent("topup", "web-1", "compensation", "Outage", "GOLD", 10,
+                                       ticket="SUP-1", user_id=user), as_maker).receipt
+    pending = approvals.submit(Intent("topup", "web-2", "goodwill", "Big", "GOLD", 1_000,
+                                      user_id=user), as_maker)
+    approved = approvals.approve(pending.request_id, as_checker, "Fine")
+    by_api = ledger.topup(user, "GOLD", 5, "api-1")
+    return {"ticketed": ticketed.id, "approved": approved.id, "api": by_api.id}
+
+
+def test_a_transaction_shows_its_reason_code_ticket_and_checker(client, auth,
+                                                                 dashboard_movements):
+    def controls_of(name: str) -> tuple:
+        body = client.get(f"/api/v1/transactions/{dashboard_movements[name]}",
+                          headers=auth()).json
+        return body["reason_code"], body["ticket"], body["checker"]
+
+    assert controls_of("ticketed") == ("compensation", "SUP-1", None)
+    assert controls_of("approved") == ("goodwill", None, "operator:cole")
+    assert controls_of("api") == (None, None, None)
+
+
+def test_transactions_are_filtered_by_reason_code_and_ticket(client, auth, dashboard_movements):
+    def ids(query: str) -> list[int]:
+        response = client.get(f"/api/v1/transactions?{query}", headers=auth())
+        assert response.status_code == 200, query
+        return [item["id"] for item in response.json["items"]]
+
+    assert ids("reason_code=goodwill") == [dashboard_movements["approved"]]
+    assert ids("ticket=SUP-1") == [dashboard_movements["ticketed"]]
+    assert ids("reason_code=goodwill&ticket=SUP-1") == []
+    assert ids("reason_code=nothing_like_it") == []
+    too_long = client.get("/api/v1/transactions?reason_code=" + "x" * 33, headers=auth())
+    assert (too_long.status_code, too_long.json["error"]["field"]) == (422, "reason_code")
+
+
+def test_the_csv_ends_with_the_controls_and_takes_their_filters(client, auth,
+                                                                dashboard_movements):
+    response = client.get("/api/v1/transactions.csv?reason_code=goodwill", headers=auth())
+    rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+    assert rows[0][-4:] == ["reason_code", "ticket", "checker", "hold_id"]
+    assert tuple(rows[0]) == exports.HEADER
+    assert {int(row[0]) for row in rows[1:]} == {dashboard_movements["approved"]}
+    assert {tuple(row[-4:-1]) for row in rows[1:]} == {("goodwill", "", "operator:cole")}
+    everything = list(csv.DictReader(io.StringIO(
+        client.get("/api/v1/transactions.csv", headers=auth()).get_data(as_text=True))))
+    ticketed = [row for row in everything
+                if int(row["transaction_id"]) == dashboard_movements["ticketed"]]
+    assert {(row["reason_code"], row["ticket"], row["checker"]) for row in ticketed} == {
+        ("compensation", "SUP-1", "")}
+
+
+def test_a_csv_download_is_recorded_with_its_filters(client, auth, make_user):
+    user = make_user(balance=5)
+    response = client.get(f"/api/v1/transactions.csv?user_id={user}&kind=topup"
+                          "&since=2020-01-01T00:00:00Z", headers=auth())
+    assert response.status_code == 200
+    db.session.rollback()
+    [download] = db.session.scalars(select(AuditEvent).where(
+        AuditEvent.action == "export.downloaded")).all()
+    assert (download.actor, download.object_type, download.object_id) == (
+        "api:test-writer", "export", "transactions.csv")
+    assert download.api_key_id is not None
+    assert download.details == {"filters": {"user_id": user, "kind": "topup",
+                                            "since": "2020-01-01T00:00:00.000000Z"}}
+    refused = client.get("/api/v1/transactions.csv?kind=gift", headers=auth())
+    assert refused.status_code == 422
+    db.session.rollback()
+    assert db.session.scalars(select(AuditEvent).where(
+        AuditEvent.action == "export.downloaded")).all() == [download]
+
+
 def test_the_csv_has_one_row_per_posting_and_neutralised_formulas(client, auth, post_movement, make_user):
     user = make_user(balance=100)
     post_movement("topup", user_id=user, amount=5, reference_id="=HYPERLINK(\"x\")",
                   description="+cmd|' /C calc'!A0")
     post_movement("spend", user_id=user, amount=1, reference_id="@SUM(1)", description="-2+3")
+    # The API refuses these keys; code that posts directly could still write them.
+    ledger.bonus(user, "GOLD", 1, "meta",
+                 metadata={"reason_code": "=1+1", "ticket": "@A1", "checker": "+cmd"})
     response = client.get("/api/v1/transactions.csv", headers=auth())
     assert response.status_code == 200 and response.mimetype == "text/csv"
     rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
@@ -226,6 +324,9 @@ def test_the_csv_has_one_row_per_posting_and_neutralised_formulas(client, auth, 
             assert not value.startswith("-") or value.lstrip("-").isdigit(), value
     formula = [r for r in rows if "HYPERLINK" in r["reference_id"]]
     assert formula[0]["reference_id"].startswith("'=") and formula[0]["description"].startswith("'+")
+    controls = next(r for r in rows if r["reference_id"] == "meta")
+    assert (controls["reason_code"], controls["ticket"], controls["checker"]) == (
+        "'=1+1", "'@A1", "'+cmd")
 
 
 def test_the_csv_takes_the_same_filters(client, auth, post_movement, make_user):
@@ -236,3 +337,16 @@ def test_the_csv_takes_the_same_filters(client, auth, post_movement, make_user):
     rows = list(csv.reader(io.StringIO(text)))
     assert rows[0][0] == "transaction_id" and len(rows) == 1 + 2  # the bonus's two legs
     assert {r[8] for r in rows[1:]} == {"DIAMOND"}
+
+
+@pytest.mark.parametrize("key", ["reason_code", "ticket", "checker", "checker_id", "request_id"])
+def test_api_metadata_may_not_claim_the_dashboards_controls(client, auth, make_user, key):
+    user = make_user()
+
+    response = client.post("/api/v1/transactions", headers=auth(), json={
+        "kind": "topup", "user_id": user, "asset": "GOLD", "amount": 5,
+        "reference_id": f"spoof-{key}", "metadata": {key: "operator:boss"}})
+
+    assert response.status_code == 422, response.text
+    assert key in response.json["error"]["message"] + str(response.json["error"])
+    assert queries.find_transaction_by_reference(f"spoof-{key}") is None

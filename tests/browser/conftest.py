@@ -42,34 +42,61 @@ def live_server(app):
     thread.join(timeout=HANG_GUARD_MS / 1000)
 
 
-@pytest.fixture(params=[True], ids=["js"])
-def page(request, chromium, live_server):
-    """A fresh browser context at 1280 px; records console errors (CSP violations included).
-    Parametrize indirectly with False for a browser without JavaScript."""
-    context = chromium.new_context(base_url=live_server, viewport={"width": 1280, "height": 900},
-                                   accept_downloads=True, java_script_enabled=request.param)
+def _tab(chromium, base_url: str, javascript: bool = True):
+    """A page in a browser context of its own (its own cookies: another person's browser) at
+    1280 px, recording console errors (CSP violations included)."""
+    context = chromium.new_context(base_url=base_url, viewport={"width": 1280, "height": 900},
+                                   accept_downloads=True, java_script_enabled=javascript)
     context.set_default_timeout(HANG_GUARD_MS)
     tab = context.new_page()
     problems = []
     tab.on("console", lambda message: message.type == "error" and problems.append(message.text))
     tab.on("pageerror", lambda error: problems.append(str(error)))
     tab.console_problems = problems
+    return tab
+
+
+@pytest.fixture(params=[True], ids=["js"])
+def page(request, chromium, live_server):
+    """A fresh browser context. Parametrize indirectly with False for a browser without
+    JavaScript."""
+    tab = _tab(chromium, live_server, request.param)
     yield tab
-    context.close()
+    tab.context.close()
+
+
+@pytest.fixture
+def open_tab(chromium, live_server):
+    """open_tab() -> a page in another browser context: a second operator at the same time."""
+    tabs = []
+
+    def open_one(javascript: bool = True):
+        tabs.append(_tab(chromium, live_server, javascript))
+        return tabs[-1]
+
+    yield open_one
+    for tab in tabs:
+        tab.context.close()
+
+
+def sign_in(tab, role: str, username: str | None = None, can_approve: bool | None = None):
+    """Log `tab` in as a new operator with that role (and the approver right when asked)."""
+    operator = operators.create_operator(username or role, PASSWORD, role, can_approve)
+    tab.goto("/login")
+    tab.get_by_label("Username").fill(operator.username)
+    tab.get_by_label("Password").fill(PASSWORD)
+    tab.get_by_role("button", name="Log in").click()
+    tab.wait_for_url("**/")
+    return tab
 
 
 @pytest.fixture
 def log_in(page):
-    """log_in(role) -> the page, logged in as a new operator with that role."""
-    def sign_in(role: str, username: str | None = None):
-        operator = operators.create_operator(username or role, PASSWORD, role)
-        page.goto("/login")
-        page.get_by_label("Username").fill(operator.username)
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Log in").click()
-        page.wait_for_url("**/")
-        return page
-    return sign_in
+    """log_in(role, username=role, can_approve=admins only) -> the page, logged in as a new
+    operator with that role."""
+    def log_page_in(role: str, username: str | None = None, can_approve: bool | None = None):
+        return sign_in(page, role, username, can_approve)
+    return log_page_in
 
 
 def screenshot(page, name: str) -> None:

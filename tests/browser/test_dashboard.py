@@ -29,10 +29,16 @@ def open_customer(page, customer) -> None:
     page.wait_for_url(f"**{customer.page}")
 
 
-def top_up(page, amount: str, reason: str = "Goodwill gesture") -> None:
-    form = page.locator("#form-topup")
+def fill_movement(form, amount: str, reason: str, code: str = "goodwill", ticket: str = "") -> None:
+    """A movement form's fields: the amount, the reason code, the reason in words, a ticket."""
     form.get_by_label("Amount").fill(amount)
-    form.get_by_label("Reason").fill(reason)
+    form.get_by_label("Reason code").select_option(code)
+    form.get_by_label("Reason", exact=True).fill(reason)
+    form.get_by_label("Ticket").fill(ticket)
+
+
+def top_up(page, amount: str, reason: str = "Goodwill gesture", **controls) -> None:
+    fill_movement(page.locator("#form-topup"), amount, reason, **controls)
 
 
 # ---------------------------------------------------------------- overview and movements
@@ -141,7 +147,8 @@ def test_a_viewer_sees_no_movement_form_and_a_forged_post_is_refused(log_in, cus
     status = page.evaluate("""async (path) => {
         const headers = JSON.parse(document.body.getAttribute("hx-headers"));
         const body = new URLSearchParams({"topup-asset": "GOLD", "topup-amount": "5",
-            "topup-reason": "try", "topup-reference_id": "web-viewer"});
+            "topup-reason": "try", "topup-reason_code": "goodwill",
+            "topup-reference_id": "web-viewer"});
         const response = await fetch(path, {method: "POST", headers, body});
         return response.status;
     }""", f"{customer.page}/topup")

@@ -8,6 +8,7 @@ from wallet_web import accounts, ledger, queries
 from wallet_web.extensions import db
 
 from .conftest import screenshot
+from .test_dashboard import fill_movement
 
 
 def gold(user_id: int) -> int:
@@ -92,8 +93,7 @@ def test_a_frozen_user_refuses_a_spend_until_unfrozen(log_in):
     expect(page.locator("#flash")).to_contain_text("User frosty frozen")
     expect(page.locator("table.status-history tbody tr").first).to_contain_text("Suspicious login")
     spend = page.locator("#form-spend")
-    spend.get_by_label("Amount").fill("10")
-    spend.get_by_label("Reason").fill("Shop")
+    fill_movement(spend, "10", "Shop")
     spend.get_by_role("button", name="Spend").click()
     expect(page.locator("#form-spend .form-error")).to_contain_text("wallet is frozen")
     assert gold(user_id) == 100 and status_of(user_id) == "frozen"
@@ -101,8 +101,7 @@ def test_a_frozen_user_refuses_a_spend_until_unfrozen(log_in):
     change_status(page, "unfreeze", "Cleared by support")
     expect(badge).to_have_text("active")
     spend = page.locator("#form-spend")
-    spend.get_by_label("Amount").fill("10")
-    spend.get_by_label("Reason").fill("Shop")
+    fill_movement(spend, "10", "Shop")
     spend.get_by_role("button", name="Spend").click()
     expect(page.locator("#form-spend .success")).to_contain_text("New GOLD balance: 90.")
     expect(page.locator("table.status-history tbody tr")).to_have_count(2)
@@ -122,8 +121,7 @@ def test_a_transfer_to_a_user_picked_with_the_lookup(log_in):
     expect(results.get_by_role("button", name="Choose payer")).to_have_count(0)  # the sender
     results.get_by_role("button", name="Choose payee").click()
     expect(form.locator(".recipient .chosen")).to_contain_text("payee")
-    form.get_by_label("Amount").fill("40")
-    form.get_by_label("Reason").fill("Prize share")
+    fill_movement(form, "40", "Prize share", code="promotion")
     form.get_by_role("button", name="Transfer").click()
     expect(page.locator("#form-transfer .success")).to_contain_text(
         "Transfer of 40 GOLD to payee recorded")

@@ -161,3 +161,19 @@ def test_the_app_container_has_a_read_only_root_and_tmp_as_tmpfs(compose):
     app = compose["services"]["app"]
     assert app["read_only"] is True
     assert "/tmp" in [mount.split(":")[0] for mount in app["tmpfs"]]
+
+
+def test_the_sweeper_service_runs_the_command_the_ops_tests_run_and_restarts(compose):
+    from tests.ops.test_sweeper import Sweeper
+    import inspect
+
+    sweeper = compose["services"]["sweeper"]
+    command = sweeper["entrypoint"]
+    assert command[:4] == ["flask", "--app", "wsgi", "sweep"] and command[4] == "--every"
+    assert '"sweep", "--every"' in inspect.getsource(Sweeper)  # the same command, outside Docker
+    assert sweeper["restart"] == "unless-stopped"
+    assert sweeper["image"] == compose["services"]["app"]["image"]
+    assert sweeper["depends_on"]["app"]["condition"] == "service_healthy"  # migrated first
+    assert sweeper["read_only"] is True
+    assert sweeper["environment"]["DATABASE_URL"] == compose["services"]["app"]["environment"][
+        "DATABASE_URL"]

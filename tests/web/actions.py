@@ -1,5 +1,6 @@
 """The dashboard's actions (its POST routes but login and logout): what each needs, who may
-take it (the README's role table), and how to see that it took effect or changed nothing."""
+take it (the README's role table), and how to see that it took effect or changed nothing, and
+that a refusal was recorded in the audit trail."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,12 +9,13 @@ from typing import Callable
 from flask import Flask, url_for
 from sqlalchemy import select
 
-from wallet_web import accounts, api_keys, operators, queries
+from wallet_web import accounts, api_keys, controls, holds, operators, queries
 from wallet_web.extensions import db
+from wallet_web.models import AuditEvent, MovementRequest
 
-from .conftest import OPENING, PASSWORD, Customer, gold_of
+from .conftest import OPENING, PASSWORD, REASON_CODE, Customer, gold_of, request_row, threshold
 
-ROLES = ("viewer", "operator", "admin")
+ROLES = ("viewer", "auditor", "operator", "admin")
 
 
 @dataclass(frozen=True)
@@ -27,16 +29,31 @@ class World:
     active_operator_id: int
     disabled_operator_id: int
     key_id: int
+    request_id: int  # another operator's top-up of the user, waiting for approval
+    colleague_id: int  # an operator without the approver right
+    approver_id: int  # an operator holding it
+    hold_user_id: int  # a user holding HOLDER_GOLD, HELD of it in an open hold
+    hold_id: int
 
 
-def make_world(customer: Customer, make_user) -> World:
+RETIRED_CODE = "fraud_recovery"  # retired in the world, for an admin to restore
+HOLDER_GOLD, HELD = 50, 20
+
+
+def make_world(customer: Customer, make_user, make_request) -> World:
     empty, frozen = make_user(name="emma"), make_user(name="fred")
     accounts.change_status(frozen, "freeze", "Frozen for the test")
     active = operators.create_operator("target-active", PASSWORD, "viewer")
     disabled = operators.create_operator("target-disabled", PASSWORD, "viewer")
     operators.set_active(disabled.id, False)
+    colleague = operators.create_operator("target-colleague", PASSWORD, "operator")
+    approver = operators.create_operator("target-approver", PASSWORD, "operator", True)
+    controls.set_reason_code_active(RETIRED_CODE, False)
     key, _ = api_keys.create_key("target-key", "read")
-    return World(customer.id, customer.opening_id, empty, frozen, active.id, disabled.id, key.id)
+    holder = make_user(balance=HOLDER_GOLD, name="holly")
+    hold = holds.place(holder, "GOLD", HELD, "matrix-hold", expires_in_seconds=3600).hold
+    return World(customer.id, customer.opening_id, empty, frozen, active.id, disabled.id, key.id,
+                 make_request(customer.id), colleague.id, approver.id, holder, hold.id)
 
 
 def status_of(user_id: int) -> str:
@@ -54,6 +71,27 @@ def operator_is_active(operator_id: int) -> bool:
     return operators.get_operator(operator_id).is_active
 
 
+def operator_of(operator_id: int):
+    db.session.rollback()
+    return operators.get_operator(operator_id)
+
+
+def own_limits(operator_id: int) -> dict[str, int]:
+    db.session.rollback()
+    return controls.operator_limits(operator_id)
+
+
+def gold_policy() -> tuple[int, int]:
+    db.session.rollback()
+    policy = controls.policy_for("GOLD")
+    return policy.approval_threshold, policy.operator_daily_limit
+
+
+def reason_code_active(code: str) -> bool | None:
+    db.session.rollback()
+    return {row.code: row.active for row in controls.list_reason_codes(active_only=False)}.get(code)
+
+
 def key_is_revoked(key_id: int) -> bool:
     db.session.rollback()
     return next(key for key in api_keys.list_keys() if key.id == key_id).revoked_at is not None
@@ -61,7 +99,32 @@ def key_is_revoked(key_id: int) -> bool:
 
 def movement(kind: str, amount: int = 5) -> dict:
     return {f"{kind}-asset": "GOLD", f"{kind}-amount": str(amount), f"{kind}-reason": "Matrix",
-            f"{kind}-reference_id": f"web-matrix-{kind}"}
+            f"{kind}-reason_code": REASON_CODE, f"{kind}-reference_id": f"web-matrix-{kind}"}
+
+
+def released(world: World) -> bool:
+    db.session.rollback()
+    return (queries.get_hold(world.hold_id).status == "voided"
+            and gold_of(world.hold_user_id) == HOLDER_GOLD)
+
+
+def _release(world: World) -> dict:
+    prefix = f"release-{world.hold_id}"
+    return {f"{prefix}-reason": "Matrix", f"{prefix}-reason_code": REASON_CODE,
+            f"{prefix}-reference_id": "web-matrix-release"}
+
+
+def decided(request_id: int, status: str) -> bool:
+    return request_row(request_id).status == status
+
+
+def _decision(decision: str, status: str, moves: bool) -> Action:
+    """The world's request decided: approved, it credits the user its amount (threshold())."""
+    return Action("approvals.decide",
+                  lambda w: {"request_id": w.request_id, "decision": decision},
+                  {f"{decision}-reason": "Matrix"}, 303,
+                  lambda w: decided(w.request_id, status)
+                  and gold_of(w.user_id) == OPENING + (threshold() if moves else 0))
 
 
 @dataclass(frozen=True)
@@ -107,6 +170,9 @@ ACTIONS = {
     "transfer": Action(
         "users.transfer", lambda w: {"user_id": w.user_id}, _transfer, 303,
         lambda w: (gold_of(w.user_id), gold_of(w.empty_user_id)) == (OPENING - 5, 5)),
+    "release a hold": Action(
+        "users.release", lambda w: {"user_id": w.hold_user_id, "hold_id": w.hold_id}, _release,
+        303, released),
     "register a user": Action(
         "users.create_user", lambda w: {},
         {"username": "newcomer", "email": "newcomer@example.com"}, 303,
@@ -116,7 +182,8 @@ ACTIONS = {
     "close a user": _status("close", lambda w: w.empty_user_id, "closed"),
     "reverse": Action(
         "ledger.reverse", lambda w: {"tx_id": w.topup_id},
-        {"reason": "Matrix", "confirm": "y", "reference_id": "web-matrix-reversal"}, 303,
+        {"reason": "Matrix", "reason_code": REASON_CODE, "confirm": "y",
+         "reference_id": "web-matrix-reversal"}, 303,
         lambda w: queries.reversal_of(w.topup_id) is not None and gold_of(w.user_id) == 0),
     "create an operator": Action(
         "admin.create_operator", lambda w: {},
@@ -136,12 +203,44 @@ ACTIONS = {
     "revoke an API key": Action(
         "admin.revoke_key", lambda w: {"key_id": w.key_id}, {}, 303,
         lambda w: key_is_revoked(w.key_id)),
+    "change an operator's role": Action(
+        "admin.set_operator_role", lambda w: {"operator_id": w.active_operator_id},
+        {"role": "auditor"}, 303, lambda w: operator_of(w.active_operator_id).role == "auditor"),
+    "grant the approver right": Action(
+        "admin.set_operator_approver",
+        lambda w: {"operator_id": w.colleague_id, "change": "grant"}, {}, 303,
+        lambda w: operator_of(w.colleague_id).can_approve),
+    "revoke the approver right": Action(
+        "admin.set_operator_approver",
+        lambda w: {"operator_id": w.approver_id, "change": "revoke"}, {}, 303,
+        lambda w: not operator_of(w.approver_id).can_approve),
+    "set an operator's daily limits": Action(
+        "admin.set_operator_limits", lambda w: {"operator_id": w.colleague_id},
+        {"limit-GOLD": "1000"}, 303, lambda w: own_limits(w.colleague_id) == {"GOLD": 1000}),
+    "set an asset's policy": Action(
+        "admin.set_policy", lambda w: {},
+        {"asset": "GOLD", "GOLD-approval_threshold": "5000",
+         "GOLD-operator_daily_limit": "60000"}, 303,
+        lambda w: gold_policy() == (5000, 60000)),
+    "add a reason code": Action(
+        "admin.add_reason_code", lambda w: {}, {"code": "matrix", "title": "Matrix"}, 303,
+        lambda w: reason_code_active("matrix") is True),
+    "retire a reason code": Action(
+        "admin.set_reason_code_active", lambda w: {"change": "retire"}, {"code": "promotion"},
+        303, lambda w: reason_code_active("promotion") is False),
+    "restore a reason code": Action(
+        "admin.set_reason_code_active", lambda w: {"change": "restore"}, {"code": RETIRED_CODE},
+        303, lambda w: reason_code_active(RETIRED_CODE) is True),
+    # Admins hold the approver right unless told otherwise; operators only when given it.
+    "approve a request": _decision("approve", "approved", moves=True),
+    "reject a request": _decision("reject", "rejected", moves=False),
 }
 
 MAY = {  # the README's role table
     "viewer": set(),
-    "operator": {"top up", "bonus", "spend", "transfer", "register a user", "freeze a user",
-                 "unfreeze a user"},
+    "auditor": set(),  # reads, and the audit trail: no action
+    "operator": {"top up", "bonus", "spend", "transfer", "release a hold", "register a user",
+                 "freeze a user", "unfreeze a user"},
     "admin": set(ACTIONS),
 }
 
@@ -150,8 +249,27 @@ def lowest_role_allowed(name: str) -> str:
     return next(role for role in ROLES if name in MAY[role])
 
 
-# Written by every login and request whatever it does: not part of what an action changes.
-UNTRACKED = {"operator_sessions", "login_throttles"}
+# Written by every login and request whatever it does: not part of what an action changes. The
+# audit trail records refusals too: tests look at it on its own (refusals()).
+UNTRACKED = {"operator_sessions", "login_throttles", "audit_events"}
+
+
+def changed_nothing_but_refused_requests(before: dict) -> bool:
+    """Nothing changed since `before` but the requests the service refused after writing
+    them (approvals.py records a ledger refusal on its request, as failed)."""
+    after = snapshot()
+    added = [row for row in after.pop("movement_requests")
+             if row not in before["movement_requests"]]
+    failed = MovementRequest.__table__.c.keys().index("status")
+    return ({name: rows for name, rows in before.items() if name != "movement_requests"} == after
+            and all(row[failed] == "failed" for row in added))
+
+
+def refusals(action: str = "access.denied") -> list[AuditEvent]:
+    """The refused attempts of the audit trail, oldest first."""
+    db.session.rollback()
+    return list(db.session.scalars(select(AuditEvent).filter_by(action=action, outcome="refused")
+                                   .order_by(AuditEvent.id)))
 
 
 def snapshot() -> dict[str, list[tuple]]:

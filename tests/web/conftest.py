@@ -1,12 +1,14 @@
 """Dashboard fixtures: operators of each role, test clients logged in as them, a customer and
-other records made for the test (no test relies on a seeded id), and the login throttle's clock."""
+other records made for the test (no test relies on a seeded id), movement requests waiting for
+approval, and the clocks of the login throttle and of the approvals."""
+import itertools
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pytest
 
-from wallet_web import ledger, login_throttle, operators, queries
+from wallet_web import approvals, controls, ledger, login_throttle, operators, queries
 from wallet_web.extensions import db
 from wallet_web.models import Transaction, utcnow
 
@@ -60,9 +62,10 @@ class Browser:
 
 @pytest.fixture
 def make_operator(app):
-    """make_operator(role, username=role) -> the new operator (password PASSWORD)."""
-    def make(role: str, username: str | None = None):
-        return operators.create_operator(username or role, PASSWORD, role)
+    """make_operator(role, username=role, can_approve=admins only) -> the new operator
+    (password PASSWORD)."""
+    def make(role: str, username: str | None = None, can_approve: bool | None = None):
+        return operators.create_operator(username or role, PASSWORD, role, can_approve)
     return make
 
 
@@ -73,9 +76,10 @@ def anonymous(app):
 
 @pytest.fixture
 def login(app, make_operator):
-    """login(role) -> a Browser logged in as a new operator with that role."""
-    def log_in(role: str, username: str | None = None) -> Browser:
-        operator = make_operator(role, username)
+    """login(role, username=role, can_approve=admins only) -> a Browser logged in as a new
+    operator with that role (and the approver right when asked)."""
+    def log_in(role: str, username: str | None = None, can_approve: bool | None = None) -> Browser:
+        operator = make_operator(role, username, can_approve)
         browser = Browser(app)
         browser.get("/login")
         response = browser.post("/login", {"username": operator.username, "password": PASSWORD})
@@ -119,15 +123,55 @@ def customer(make_user) -> Customer:
 
 
 @pytest.fixture
-def world(customer, make_user):
+def world(customer, make_user, make_request):
     """Records for every dashboard action to act on (tests/web/actions.py)."""
     from .actions import make_world  # it imports this module
 
-    return make_world(customer, make_user)
+    return make_world(customer, make_user, make_request)
+
+
+# ---------------------------------------------------------------- operator controls
+
+REASON_CODE = "goodwill"  # a code of the starting list (controls.DEFAULT_REASON_CODES)
+
+
+def threshold(asset: str = "GOLD") -> int:
+    """From this amount a dashboard movement waits for approval."""
+    return controls.policy_for(asset).approval_threshold
+
+
+def signed_in(operator) -> operators.SignedIn:
+    """An operator as approvals.submit sees the signed-in one."""
+    return operators.SignedIn(operator.id, operator.username, operator.role, "",
+                              operator.can_approve)
+
+
+def request_row(request_id: int):
+    return queries.get_request(request_id)  # read afresh
+
+
+@pytest.fixture
+def make_request(app):
+    """make_request(user_id, amount=threshold(), kind="topup", maker="maker", **intent) -> the
+    id of a GOLD request waiting for approval, made by `maker` (an operator, made when missing)."""
+    references = itertools.count(1)
+
+    def make(user_id: int, amount: int | None = None, kind: str = "topup",
+             maker: str = "maker", description: str = "Needs a checker", **intent) -> int:
+        operator = (operators.find_operator(maker)
+                    or operators.create_operator(maker, PASSWORD, "operator"))
+        intent = approvals.Intent(kind, f"test-request-{next(references)}", REASON_CODE,
+                                  description, "GOLD", amount or threshold(),
+                                  user_id=user_id, **intent)
+        outcome = approvals.submit(intent, signed_in(operator))
+        assert outcome.status == "pending", outcome
+        return outcome.request_id
+
+    return make
 
 
 class Clock:
-    """The login throttle's clock, moved by the test instead of waited for."""
+    """A module's clock (utcnow), moved by the test instead of waited for."""
 
     def __init__(self, start: datetime):
         self.now = start
@@ -141,6 +185,16 @@ class Clock:
 
 @pytest.fixture
 def clock(monkeypatch):
+    """The login throttle's clock."""
     clock = Clock(utcnow())
     monkeypatch.setattr(login_throttle, "utcnow", clock)
+    return clock
+
+
+@pytest.fixture
+def approvals_clock(monkeypatch):
+    """The clock requests are made, decided and expired by (and listed as pending by)."""
+    clock = Clock(utcnow())
+    monkeypatch.setattr(approvals, "utcnow", clock)
+    monkeypatch.setattr(queries, "utcnow", clock)
     return clock

@@ -1,5 +1,10 @@
-"""Every user-supplied string is escaped: names, emails, descriptions, references, search terms."""
-from wallet_web import accounts, ledger
+"""Every user-supplied string is escaped: names, emails, descriptions, references, search terms,
+tickets and the requests waiting for approval."""
+import re
+
+from wallet_web import accounts, controls, ledger
+
+from .conftest import REASON_CODE, threshold
 
 SCRIPT = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -23,9 +28,39 @@ def test_a_script_in_a_reason_is_escaped_in_the_returned_fragment(login, custome
     operator = login("operator")
     response = operator.htmx("POST", f"{customer.page}/topup", {
         "topup-asset": "GOLD", "topup-amount": "1", "topup-reason": SCRIPT,
-        "topup-reference_id": "web-escape"})
+        "topup-reason_code": REASON_CODE, "topup-reference_id": "web-escape"})
     assert response.status_code == 200
     assert_escaped(response.text)
+
+
+TICKET = 'https://tickets.example/browse/SUP-1?q="><script>alert(1)</script>&x=<b>'
+
+
+def test_a_web_address_ticket_is_a_link_with_its_text_and_address_escaped(login, customer):
+    assert controls.ticket_link(TICKET) == TICKET  # a web address: shown as a link
+    operator = login("operator")
+    response = operator.htmx("POST", f"{customer.page}/topup", {
+        "topup-asset": "GOLD", "topup-amount": str(threshold()), "topup-reason": SCRIPT,
+        "topup-reason_code": REASON_CODE, "topup-ticket": TICKET, "topup-reference_id": "web-tk"})
+    request_id = re.search(r"request #(\d+)", response.text).group(1)
+    escaped = ('https://tickets.example/browse/SUP-1?q=&#34;&gt;&lt;script&gt;alert(1)'
+               '&lt;/script&gt;&amp;x=&lt;b&gt;')
+    link = (f'<a class="ticket" href="{escaped}" rel="noopener noreferrer" target="_blank">'
+            f'{escaped}</a>')
+    for path in (f"/approvals/{request_id}", "/approvals"):
+        page = operator.get(path).text
+        assert link in page, path
+        assert_escaped(page)
+        assert "<b>" not in page
+
+
+def test_a_ticket_that_is_an_id_is_text_not_a_link(login, customer):
+    operator = login("operator")
+    operator.htmx("POST", f"{customer.page}/topup", {
+        "topup-asset": "GOLD", "topup-amount": "5", "topup-reason": "Goodwill",
+        "topup-reason_code": REASON_CODE, "topup-ticket": "SUP-77", "topup-reference_id": "web-id"})
+    page = operator.get("/ledger?ticket=SUP-77").text
+    assert '<span class="ticket mono">SUP-77</span>' in page and 'href="SUP-77"' not in page
 
 
 def test_a_script_in_a_search_term_and_filter_is_escaped(login):

@@ -32,7 +32,7 @@ def inline_error(html: str, field_id: str) -> str:
 
 def movement(**changes) -> dict:
     return {"topup-asset": "GOLD", "topup-amount": "5", "topup-reason": "Goodwill",
-            "topup-reference_id": "web-hostile", **changes}
+            "topup-reason_code": "goodwill", "topup-reference_id": "web-hostile", **changes}
 
 
 def cursor_of(text: str) -> str:
@@ -53,7 +53,8 @@ def test_a_nul_in_the_login_form_is_an_inline_error(anonymous, make_operator, fi
     assert anonymous.get("/").status_code == 302  # not logged in
 
 
-@pytest.mark.parametrize("field", ["topup-reason", "topup-reference_id"])
+@pytest.mark.parametrize("field", ["topup-reason", "topup-reference_id", "topup-reason_code",
+                                   "topup-ticket"])
 def test_a_nul_in_a_movement_form_is_refused_and_moves_nothing(login, customer, field):
     operator = login("operator")
     before = count_transactions()
@@ -67,8 +68,8 @@ def test_a_nul_in_a_reversal_reason_is_an_inline_error(login, customer):
     opening = f"/ledger/{customer.opening_id}"
     admin.get(opening)
     before = count_transactions()
-    response = admin.post(f"{opening}/reversal", {"reason": NUL, "confirm": "y",
-                                                  "reference_id": "web-nul"})
+    response = admin.post(f"{opening}/reversal", {"reason": NUL, "reason_code": "goodwill",
+                                                  "confirm": "y", "reference_id": "web-nul"})
     assert response.status_code == 422
     assert NUL_MESSAGE in inline_error(response.text, "reason")
     assert count_transactions() == before
@@ -92,13 +93,32 @@ def test_a_nul_in_an_operator_form_is_an_inline_error(login, field):
     assert [op.username for op in operators.list_operators()] == ["admin"]
 
 
-def test_a_nul_in_a_ledger_filter_is_an_inline_error(login):
+@pytest.mark.parametrize("field", ["reference_id", "ticket", "reason_code"])
+def test_a_nul_in_a_ledger_filter_is_an_inline_error(login, field):
     viewer = login("viewer")
-    response = viewer.get("/ledger?reference_id=a%00b")
+    response = viewer.get(f"/ledger?{field}=a%00b")
     assert response.status_code == 422
-    assert NUL_MESSAGE in inline_error(response.text, "reference_id")
-    partial = viewer.htmx("GET", "/ledger?reference_id=a%00b")
-    assert partial.status_code == 422 and 'id="reference_id-error"' in partial.text
+    assert NUL_MESSAGE in inline_error(response.text, field)
+    partial = viewer.htmx("GET", f"/ledger?{field}=a%00b")
+    assert partial.status_code == 422 and f'id="{field}-error"' in partial.text
+
+
+def test_a_nul_in_the_approvals_filter_is_an_inline_error(login):
+    operator = login("operator")
+    response = operator.get("/approvals?status=a%00b")
+    assert response.status_code == 422 and NUL_MESSAGE in inline_error(response.text, "status")
+
+
+def test_a_nul_in_a_decision_reason_is_an_inline_error_and_decides_nothing(login, customer,
+                                                                          make_request):
+    request_id = make_request(customer.id)
+    admin = login("admin")
+    admin.get(f"/approvals/{request_id}")
+    response = admin.post(f"/approvals/{request_id}/approve", {"approve-reason": NUL})
+    assert response.status_code == 422
+    assert NUL_MESSAGE in inline_error(response.text, "approve-reason")
+    db.session.rollback()
+    assert queries.get_request(request_id).status == "pending"
 
 
 def test_a_nul_in_a_csv_filter_goes_back_to_the_form_with_the_error(login):
@@ -142,14 +162,16 @@ BAD_CURSORS = [
 
 @pytest.mark.parametrize("cursor", BAD_CURSORS)
 def test_a_forged_cursor_is_the_400_page_on_every_paginated_page(login, customer, cursor):
-    viewer = login("viewer")
-    for path in ("/ledger", customer.page):
-        response = viewer.get(path, query_string={"cursor": cursor})
+    operator = login("operator")  # one login: on SQLite a second one after a page is "locked"
+    for path in ("/ledger", customer.page, "/approvals"):
+        response = operator.get(path, query_string={"cursor": cursor})
         assert response.status_code == 400 and "cursor is not one" in response.text, path
-    rows = viewer.htmx("GET", f"{customer.page}/history?asset=GOLD&rows=1&cursor=" + cursor)
+    rows = operator.htmx("GET", f"{customer.page}/history?asset=GOLD&rows=1&cursor=" + cursor)
     assert rows.status_code == 400
-    ledger_rows = viewer.htmx("GET", "/ledger?rows=1&cursor=" + cursor)
+    ledger_rows = operator.htmx("GET", "/ledger?rows=1&cursor=" + cursor)
     assert ledger_rows.status_code == 400
+    approval_rows = operator.htmx("GET", "/approvals?status=any&rows=1&cursor=" + cursor)
+    assert approval_rows.status_code == 400
 
 
 def test_a_cursor_at_the_largest_id_is_a_page(login):

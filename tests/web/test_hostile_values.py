@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from wallet_web import api_keys, audit, ledger
+from wallet_web import api_keys, audit, holds, ledger
 
 from ..hostile import ROUTING_NAMES, money, text_values
 
@@ -66,12 +66,14 @@ def _filled(rule, ids: dict) -> list[str]:
 
 
 @pytest.fixture
-def targets(app, login, make_operator):
+def targets(app, login, make_operator, make_request):
     """The logged-in admin and every (method, path, the page's field values) to attack."""
     admin = login("admin")
     ids = {"user_id": 2, "tx_id": ledger.spend(2, "GOLD", 1, "hostile-seed").id,
            "operator_id": make_operator("viewer", "hostile-target").id,
-           "key_id": api_keys.create_key("hostile-key", "read")[0].id}
+           "key_id": api_keys.create_key("hostile-key", "read")[0].id,
+           "request_id": make_request(2),
+           "hold_id": holds.place(2, "GOLD", 1, "hostile-hold").hold.id}
     found = {(method, path): {} for method, path in _dashboard_paths(app, ids)}
     for method, path in list(found):
         if method == "GET":

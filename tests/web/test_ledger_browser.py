@@ -3,15 +3,17 @@ import csv
 import io
 import re
 
+import pytest
 from sqlalchemy import select
 
-from wallet_web import api_keys, ledger, queries
+from wallet_web import api_keys, controls, ledger, queries
 from wallet_web.extensions import db
 from wallet_web.models import Transaction
 
-from .conftest import OPENING, Browser, gold_of
+from .conftest import OPENING, REASON_CODE, Browser, gold_of, request_row, threshold
 
-REVERSAL = {"reason": "Charged twice", "confirm": "y", "reference_id": "web-reverse-1"}
+REVERSAL = {"reason": "Charged twice", "reason_code": REASON_CODE, "confirm": "y",
+            "reference_id": "web-reverse-1"}
 
 
 def ids(html: str) -> list[int]:
@@ -94,10 +96,15 @@ def test_an_admin_reverses_a_transaction_once(login, customer):
     admin = login("admin")
     opening = f"/ledger/{customer.opening_id}"
     admin.get(opening)
-    response = admin.post(f"{opening}/reversal", REVERSAL)
+    form = {**REVERSAL, "ticket": "SUP-9"}
+    response = admin.post(f"{opening}/reversal", form)
     assert response.status_code == 303
     reversal_id = int(response.headers["Location"].rsplit("/", 1)[1])
-    again = admin.post(f"{opening}/reversal", REVERSAL)  # the same form again: a replay
+    reversed_page = admin.get(response.headers["Location"]).text
+    assert f"Transaction #{customer.opening_id} reversed by transaction #{reversal_id}." in (
+        reversed_page)
+    assert "SUP-9" in reversed_page and "Charged twice" in reversed_page
+    again = admin.post(f"{opening}/reversal", form)  # the same form again: a replay
     assert again.headers["Location"] == f"/ledger/{reversal_id}"
     page = admin.get(opening).text
     assert f'Reversed by</dt><dd><a href="/ledger/{reversal_id}">' in page
@@ -114,7 +121,8 @@ def test_a_reversal_needs_confirmation_and_a_reason(login, customer):
     admin.get(opening)
     response = admin.post(f"{opening}/reversal", {"reason": "", "reference_id": "web-r2"})
     assert response.status_code == 422
-    assert 'id="confirm-error"' in response.text and 'id="reason-error"' in response.text
+    for field in ("confirm", "reason", "reason_code"):
+        assert f'id="{field}-error"' in response.text
     db.session.rollback()
     assert queries.reversal_of(customer.opening_id) is None
 
@@ -126,6 +134,7 @@ def test_a_second_reversal_under_another_reference_is_refused(login, customer):
     assert admin.post(f"{opening}/reversal", REVERSAL).status_code == 303
     response = admin.post(f"{opening}/reversal", {**REVERSAL, "reference_id": "web-reverse-2"})
     assert response.status_code == 422 and "already reversed" in response.text
+    assert 'value="web-reverse-2"' not in response.text  # a refused request keeps its reference
     assert gold_of(customer.id) == 0  # reversed once
 
 
@@ -171,6 +180,162 @@ def test_the_csv_is_the_apis_csv_for_the_same_filters(login, app, customer):
     assert {row["reference_id"] for row in rows} == {"opening:carla", "csv-topup"}
 
 
+def test_a_csv_download_is_recorded_with_its_filters_before_it_streams(app, login, customer):
+    viewer = login("viewer", "vera")
+    session = viewer.client.get_cookie("session").value
+    path = f"/ledger/transactions.csv?kind=topup&user_id={customer.id}&reason_code=goodwill"
+    with app.test_request_context(path, headers={"Cookie": f"session={session}"}):
+        response = app.full_dispatch_request()
+        db.session.remove()  # the request's own session: the events are read afresh below
+        events = exported()
+        assert [(event.actor, event.details) for event in events] == [
+            ("operator:vera", {"filters": {"kind": "topup", "user_id": str(customer.id),
+                                           "reason_code": "goodwill"}})]
+        assert response.is_streamed  # recorded while nothing was sent yet
+        "".join(response.response)
+    viewer.get("/ledger/transactions.csv")
+    assert [event.details for event in exported()][1:] == [{"filters": {}}]
+
+
+def exported() -> list:
+    from wallet_web.models import AuditEvent
+    db.session.rollback()
+    return list(db.session.scalars(select(AuditEvent).filter_by(action="export.downloaded")
+                                   .order_by(AuditEvent.id)))
+
+
 def test_the_csv_with_invalid_filters_goes_back_to_the_form(login):
     response = login("viewer").get("/ledger/transactions.csv?user_id=abc")
     assert response.status_code == 302 and response.headers["Location"].startswith("/ledger?")
+
+
+# ---------------------------------------------------------------- operator controls
+
+
+def dashboard_movement(browser, customer, reference: str, code: str = REASON_CODE,
+                       ticket: str = "", amount: int = 5, kind: str = "topup") -> int:
+    """A movement made on the user page; its transaction id."""
+    browser.get(customer.page)
+    response = browser.post(f"{customer.page}/{kind}", {
+        f"{kind}-asset": "GOLD", f"{kind}-amount": str(amount), f"{kind}-reason": "Controls",
+        f"{kind}-reason_code": code, f"{kind}-ticket": ticket,
+        f"{kind}-reference_id": reference})
+    assert response.status_code == 303, response.text
+    db.session.rollback()
+    return queries.find_transaction_by_reference(reference).id
+
+
+def test_the_ledger_filters_by_reason_code_and_ticket_kept_in_the_url(login, customer):
+    operator = login("operator")
+    goodwill = dashboard_movement(operator, customer, "web-c1", ticket="SUP-1")
+    fixed = dashboard_movement(operator, customer, "web-c2", code="correction", ticket="SUP-2")
+    linked = dashboard_movement(operator, customer, "web-c3", code="correction",
+                                ticket="https://tickets.example/SUP-3")
+    assert ids(operator.get("/ledger?reason_code=goodwill").text) == [goodwill]
+    assert ids(operator.get("/ledger?reason_code=correction").text) == [linked, fixed]
+    assert ids(operator.get("/ledger?ticket=SUP-2").text) == [fixed]
+    assert ids(operator.get("/ledger?ticket=SUP").text) == []  # exact, not a prefix
+    page = operator.get("/ledger?reason_code=correction&ticket=https://tickets.example/SUP-3").text
+    assert ids(page) == [linked]
+    assert '<option selected value="correction">' in page
+    assert 'value="https://tickets.example/SUP-3"' in page
+    assert ('href="/ledger/transactions.csv?reason_code=correction&amp;'
+            'ticket=https://tickets.example/SUP-3"') in page
+
+
+def test_the_reason_code_filter_offers_every_code_retired_ones_too(login, customer):
+    operator = login("operator")
+    coded = dashboard_movement(operator, customer, "web-retire", code="promotion")
+    controls.set_reason_code_active("promotion", False)
+    page = operator.get("/ledger?reason_code=promotion").text
+    assert ids(page) == [coded]
+    assert re.search(r'<option selected value="promotion">[^<]*\(retired\)</option>', page)
+    assert '<option value="">Any reason code</option>' in page
+    refused = operator.get("/ledger?reason_code=no_such_code")
+    assert refused.status_code == 422 and 'id="reason_code-error"' in refused.text
+
+
+def test_the_table_shows_reason_code_ticket_maker_and_checker(login, customer, make_request):
+    request_id = make_request(customer.id)
+    checker = login("admin", "bob")
+    checker.get(f"/approvals/{request_id}")
+    checker.post(f"/approvals/{request_id}/approve", {"approve-reason": "Checked"})
+    operator = login("operator", "olga")
+    dashboard_movement(operator, customer, "web-t1", ticket="https://tickets.example/a?b=1&c=2")
+    rows = operator.get(f"/ledger?user_id={customer.id}").text
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", row, re.DOTALL)
+             for row in re.findall(r"<tr>(.*?)</tr>", rows, re.DOTALL)]
+    posted, approved = [[cell.strip() for cell in row] for row in cells if row][:2]
+    link = ('<a class="ticket" href="https://tickets.example/a?b=1&amp;c=2" '
+            'rel="noopener noreferrer" target="_blank">https://tickets.example/a?b=1&amp;c=2</a>')
+    assert posted[4:7] == ["goodwill", "Controls", link]
+    assert posted[9:] == ["operator:olga", ""]
+    assert approved[4:6] == ["goodwill", "Needs a checker"] and approved[9:] == [
+        "operator:maker", "operator:bob"]
+
+
+def test_the_transaction_page_shows_the_controls_of_an_approved_movement(login, customer,
+                                                                        make_request):
+    request_id = make_request(customer.id, ticket="SUP-42")
+    checker = login("admin", "bob")
+    checker.get(f"/approvals/{request_id}")
+    checker.post(f"/approvals/{request_id}/approve", {"approve-reason": "Checked"})
+    tx_id = request_row(request_id).transaction_id
+    page = login("operator", "olga").get(f"/ledger/{tx_id}").text
+    facts = dict(re.findall(r"<dt>([^<]+)</dt><dd[^>]*>(.*?)</dd>", page, re.DOTALL))
+    assert facts["Reason code"] == '<span class="mono">goodwill</span> · Goodwill'
+    assert facts["Ticket"] == '<span class="ticket mono">SUP-42</span>'
+    assert facts["Maker"].startswith("operator:maker")
+    assert facts["Checker"].startswith("operator:bob")
+    assert facts["Request"] == f'<a href="/approvals/{request_id}">#{request_id}</a>'
+
+
+def test_a_reversal_at_the_approval_threshold_waits_for_another_admin(login, make_user):
+    user_id = make_user(balance=threshold(), name="whale")
+    topup = ledger.topup(user_id, "GOLD", 1, "whale-topup")  # below: the balance is above it
+    big = ledger.spend(user_id, "GOLD", threshold(), "whale-spend")
+    admin = login("admin")
+    admin.get(f"/ledger/{big.id}")
+    response = admin.post(f"/ledger/{big.id}/reversal", REVERSAL)
+    assert response.status_code == 303 and response.headers["Location"] == f"/ledger/{big.id}"
+    page = admin.get(response.headers["Location"]).text
+    request_id = int(re.search(r"Sent for approval \(request #(\d+)\)", page).group(1))
+    assert f'<a href="/approvals/{request_id}">View request #{request_id}</a>' in page
+    assert queries.reversal_of(big.id) is None and gold_of(user_id) == 1
+    row = request_row(request_id)
+    assert (row.kind, row.reverses_id, row.amount, row.user_id) == (
+        "reversal", big.id, threshold(), user_id)
+    other = login("admin", "second-admin")
+    other.get(f"/approvals/{request_id}")
+    assert other.post(f"/approvals/{request_id}/approve",
+                      {"approve-reason": "Agreed"}).status_code == 303
+    assert gold_of(user_id) == threshold() + 1
+    assert topup.id != big.id
+
+
+@pytest.mark.parametrize("field, value, error", [
+    ("reason_code", "no_such_code", "Choose a reason code from the list"),
+    ("ticket", "javascript:alert(1)", "Enter a ticket id such as SUP-1234"),
+])
+def test_a_reversal_with_a_bad_reason_code_or_ticket_is_an_inline_error(login, customer, field,
+                                                                        value, error):
+    admin = login("admin")
+    opening = f"/ledger/{customer.opening_id}"
+    admin.get(opening)
+    response = admin.post(f"{opening}/reversal", {**REVERSAL, field: value})
+    assert response.status_code == 422
+    assert re.search(rf'id="{field}-error">([^<]+)<', response.text).group(1).startswith(error)
+    assert queries.reversal_of(customer.opening_id) is None and gold_of(customer.id) == OPENING
+    assert 'value="web-reverse-1"' not in response.text
+
+
+def test_an_api_callers_metadata_does_not_pass_for_an_operators_controls(login, customer):
+    forged = {"reason_code": "goodwill", "ticket": "SUP-1", "checker": "operator:bob",
+              "checker_id": "1", "request_id": "1"}
+    tx = ledger.topup(customer.id, "GOLD", 5, "api-forged", metadata=forged,
+                      actor=ledger.Actor("api:shop"))
+    viewer = login("viewer")
+    page = viewer.get(f"/ledger/{tx.id}").text
+    assert "<dt>Checker</dt>" not in page and "<dt>Reason code</dt>" not in page
+    assert "<dt>Request</dt>" not in page and "operator:bob" not in page
+    assert "operator:bob" not in viewer.get("/ledger?reference_id=api-forged").text

@@ -8,7 +8,8 @@ from wallet_web import accounts, queries
 from wallet_web.extensions import db
 from wallet_web.models import StatusChange, Transaction, User
 
-from .actions import snapshot
+from .actions import changed_nothing_but_refused_requests, snapshot
+from .conftest import REASON_CODE, request_row, threshold
 
 REASON = "Chargeback under review"
 
@@ -45,7 +46,7 @@ def status_change(action: str, reason: str = REASON, confirm: bool = True) -> di
 def transfer(to_user_id=None, amount="30", reason="Split the bill", reference="web-transfer-1",
              to=None, asset="GOLD") -> dict:
     form = {"transfer-asset": asset, "transfer-amount": amount, "transfer-reason": reason,
-            "transfer-reference_id": reference}
+            "transfer-reason_code": REASON_CODE, "transfer-reference_id": reference}
     if to_user_id is not None:
         form["transfer-to_user_id"] = str(to_user_id)
     if to is not None:
@@ -335,12 +336,12 @@ def test_a_frozen_user_takes_credits_but_a_spend_is_refused_inline(login, make_u
     operator = login("operator")
     refused = operator.htmx("POST", f"/users/{user_id}/spend", {
         "spend-asset": "GOLD", "spend-amount": "10", "spend-reason": "Shop",
-        "spend-reference_id": "web-frozen-spend"})
+        "spend-reason_code": REASON_CODE, "spend-reference_id": "web-frozen-spend"})
     assert refused.status_code == 422 and "GOLD wallet is frozen: nothing was moved" in refused.text
     assert gold(user_id) == 100
     landed = operator.htmx("POST", f"/users/{user_id}/topup", {
         "topup-asset": "GOLD", "topup-amount": "10", "topup-reason": "Refund",
-        "topup-reference_id": "web-frozen-topup"})
+        "topup-reason_code": REASON_CODE, "topup-reference_id": "web-frozen-topup"})
     assert landed.status_code == 200 and gold(user_id) == 110
 
 
@@ -374,7 +375,9 @@ def test_a_plain_transfer_post_redirects_with_a_confirmation(login, pair):
                                                                    reason="Too much"))
     assert response.status_code == 422  # 1,000 > 100: the whole page, with the error inline
     assert "<html" in response.text and "Not enough GOLD: the wallet holds 100." in response.text
-    response = operator.post(f"/users/{sender}/transfer", transfer(recipient))
+    fresh = re.search(r'name="transfer-reference_id" type="hidden" value="([^"]+)"',
+                      response.text).group(1)  # the refused request keeps the one sent
+    response = operator.post(f"/users/{sender}/transfer", transfer(recipient, reference=fresh))
     assert response.status_code == 303
     assert response.headers["Location"] == f"/users/{sender}?asset=GOLD"
     assert "Transfer of 30 GOLD to rita recorded" in operator.get(response.headers["Location"]).text
@@ -432,7 +435,7 @@ def test_a_refused_transfer_is_an_inline_error_and_changes_nothing(login, pair, 
     assert response.status_code == 422 and message in response.text
     assert "<html" not in response.text and 'id="form-transfer"' in response.text
     assert re.search(r'name="transfer-reference_id" type="hidden" value="web-', response.text)
-    assert snapshot() == before
+    assert changed_nothing_but_refused_requests(before)
 
 
 def test_a_transfer_to_a_frozen_user_lands(login, pair):
@@ -450,18 +453,23 @@ def test_a_refused_transfer_keeps_the_chosen_recipient(login, pair):
     assert f'name="transfer-to_user_id" type="hidden" value="{recipient}"' in response.text
 
 
-def test_an_operator_is_held_to_the_per_transaction_limit_on_transfers(login, app, make_user):
-    limit = app.config["OPERATOR_SPEND_LIMIT"]
-    sender, recipient = make_user(balance=limit + 1, name="rich"), make_user(name="heir")
-    operator = login("operator")
-    before = snapshot()
-    response = operator.htmx("POST", f"/users/{sender}/transfer",
-                                      transfer(recipient, amount=str(limit + 1)))
-    assert response.status_code == 422 and f"Above your limit of {limit:,}" in response.text
-    assert snapshot() == before
-    response = login("admin").htmx("POST", f"/users/{sender}/transfer",
-                                   transfer(recipient, amount=str(limit + 1)))
-    assert response.status_code == 200 and gold(recipient) == limit + 1
+@pytest.mark.parametrize("role", ["operator", "admin"])
+def test_a_transfer_at_the_approval_threshold_waits_for_another_operator(login, make_user, role):
+    amount = threshold()
+    sender, recipient = make_user(balance=amount, name="rich"), make_user(name="heir")
+    response = login(role).htmx("POST", f"/users/{sender}/transfer",
+                                transfer(recipient, amount=str(amount)))
+    assert response.status_code == 200
+    request_id = int(re.search(r"Sent for approval \(request #(\d+)\)\. Transfer of "
+                               rf"{amount:,} GOLD to heir waits", response.text).group(1))
+    assert (gold(sender), gold(recipient)) == (amount, 0)
+    row = request_row(request_id)
+    assert (row.status, row.user_id, row.to_user_id) == ("pending", sender, recipient)
+    checker = login("operator", "carol", can_approve=True)
+    checker.get(f"/approvals/{request_id}")
+    approved = checker.post(f"/approvals/{request_id}/approve", {"approve-reason": "Verified"})
+    assert approved.status_code == 303
+    assert (gold(sender), gold(recipient)) == (0, amount)
 
 
 def test_a_viewer_may_not_transfer_and_sees_no_transfer_form(login, pair):

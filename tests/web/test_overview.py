@@ -65,7 +65,7 @@ def test_chart_geometry():
 def test_the_overview_shows_holdings_volume_chart_and_latest(login, customer):
     page = login("viewer").get("/").text
     held = queries.wallet_totals()["GOLD"]
-    assert "Held by users" in page and f"{held:,}" in page
+    assert "Users' wallets" in page and f"{held:,}" in page
     assert "1,000,000,000,000" in page  # equity: what genesis issued, with separators
     assert "<svg" in page and "<rect" in page
     assert page.count('<td><a href="/ledger/') == min(10, count_transactions())
@@ -96,3 +96,15 @@ def test_the_login_page_sends_the_csp_too(anonymous):
 def test_the_api_keeps_its_own_headers(app):
     response = app.test_client().get("/api/v1/openapi.json")
     assert "Content-Security-Policy" not in response.headers
+
+
+def test_the_overview_shows_what_is_on_hold_per_asset(login, customer):
+    from wallet_web import holds
+    holds.place(customer.id, "GOLD", 37, "overview-hold")
+
+    page = login("viewer").get("/").text
+
+    assert "On hold" in page
+    row = page[page.index('<th scope="row">GOLD</th>'):]
+    cells = row[:row.index("</tr>")]
+    assert '<span class="money">37&nbsp;' in cells

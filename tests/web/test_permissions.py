@@ -3,7 +3,7 @@ takes effect, while a refused one changes nothing. Every page needing a login an
 needing the CSRF token is checked route by route in test_route_coverage.py."""
 import pytest
 
-from .actions import ACTIONS, MAY, ROLES, snapshot
+from .actions import ACTIONS, MAY, ROLES, refusals, snapshot
 
 ALLOWED = [(role, name) for role in ROLES for name in ACTIONS if name in MAY[role]]
 REFUSED = [(role, name) for role in ROLES for name in ACTIONS if name not in MAY[role]]
@@ -29,18 +29,22 @@ def test_a_role_is_refused_an_action_it_may_not_take_and_nothing_changes(app, lo
                                                                          role, name):
     action = ACTIONS[name]
     browser = login(role)
-    before = snapshot()
+    before, denied = snapshot(), len(refusals())
     response = browser.post(action.path(app, world), action.data(world))
     assert response.status_code == 403 and "Not allowed" in response.text
     assert snapshot() == before
     assert not action.took_effect(world)
+    recorded = refusals()[denied:]
+    assert [(event.actor, event.details["path"], event.details["method"]) for event in recorded] \
+        == [(f"operator:{role}", action.path(app, world), "POST")]
 
 
 def test_the_role_table_gives_each_role_what_the_role_below_has_and_more():
-    assert MAY["viewer"] < MAY["operator"] < MAY["admin"] == set(ACTIONS)
+    assert MAY["viewer"] == MAY["auditor"] == set()  # an auditor reads, and acts on nothing
+    assert MAY["auditor"] < MAY["operator"] < MAY["admin"] == set(ACTIONS)
 
 
-@pytest.mark.parametrize("role", ["viewer", "operator"])
+@pytest.mark.parametrize("role", ["viewer", "auditor", "operator"])
 def test_admin_pages_are_forbidden_below_admin(login, role):
     browser = login(role)
     for path in ("/admin/operators", "/admin/api-keys"):
@@ -67,11 +71,12 @@ def test_dashboard_pages_are_never_cached(login, world):
     assert login("viewer").get(f"/users/{world.user_id}").headers["Cache-Control"] == "no-store"
 
 
-def test_viewers_see_no_action_forms(login, world):
-    viewer = login("viewer")
-    page = viewer.get(f"/users/{world.user_id}").text
+@pytest.mark.parametrize("role", ["viewer", "auditor"])
+def test_viewers_see_no_action_forms(login, world, role):  # and auditors, who read too
+    reader = login(role)
+    page = reader.get(f"/users/{world.user_id}").text
     assert 'id="form-topup"' not in page and "Move value" not in page
-    assert "Reverse this transaction" not in viewer.get(f"/ledger/{world.topup_id}").text
+    assert "Reverse this transaction" not in reader.get(f"/ledger/{world.topup_id}").text
 
 
 def test_operators_see_movement_forms_but_no_reversal(login, world):

@@ -1,22 +1,27 @@
 """Promises of the dashboard that had no test of their own (docs/promises.md): a viewer reads
-every page but /admin, every page is sent with nosniff, and the ledger's CSV is streamed. The
-pages are every dashboard GET route of app.url_map (tests/web/test_route_coverage.py)."""
+every page but /admin, the approvals (an operator's work) and the audit trail, every page is
+sent with nosniff, and the ledger's CSV is streamed. The pages are every dashboard GET route of
+app.url_map (tests/web/test_route_coverage.py)."""
 from .test_route_coverage import pages
 
 
 OPERATOR_FORMS = {"/users/new"}  # the form of an operator's action (creating a user), not a read
+ABOVE_VIEWER_AREAS = ("/admin", "/approvals", "/audit")  # admin; operators; auditors
 
 
 def refused_to_a_viewer(path: str) -> bool:
-    return path == "/admin" or path.startswith("/admin/") or path in OPERATOR_FORMS
+    return (any(path == area or path.startswith(area + "/") for area in ABOVE_VIEWER_AREAS)
+            or path in OPERATOR_FORMS)
 
 
-def test_a_viewer_opens_every_page_but_admin_and_the_new_user_form_which_are_403(app, login,
-                                                                                 world):
+def test_a_viewer_opens_every_page_but_admin_approvals_audit_and_the_new_user_form(app, login,
+                                                                                   world):
     viewer = login("viewer")
     answers = {path: viewer.get(path).status_code for path in pages(app, world)}
     refused = {path for path in answers if refused_to_a_viewer(path)}
-    assert OPERATOR_FORMS < refused and any(path.startswith("/admin") for path in refused)
+    assert OPERATOR_FORMS < refused
+    for area in ABOVE_VIEWER_AREAS:
+        assert any(path.startswith(area) for path in refused), area
     assert {path: answers[path] for path in refused if answers[path] != 403} == {}
     assert {path: status for path, status in answers.items()
             if status >= 400 and path not in refused} == {}

@@ -36,7 +36,8 @@ def variants(rule) -> list[dict]:
 def record_ids(world) -> dict:
     """Route arguments filled from records the test made; a new argument needs an entry."""
     return {"user_id": world.user_id, "tx_id": world.topup_id,
-            "operator_id": world.active_operator_id, "key_id": world.key_id}
+            "operator_id": world.active_operator_id, "key_id": world.key_id,
+            "request_id": world.request_id}
 
 
 def pages(app, world) -> list[str]:
@@ -79,7 +80,7 @@ def test_every_public_route_answers_an_anonymous_visitor(anonymous):
 def test_the_dashboard_routes_are_read_from_the_url_map(app, world):
     built = pages(app, world)
     for path in ("/", "/ledger", f"/users/{world.user_id}", f"/ledger/{world.topup_id}",
-                 "/admin/operators"):
+                 "/admin/operators", "/approvals", f"/approvals/{world.request_id}"):
         assert path in built
     assert not set(PUBLIC.values()) & set(built)
 

@@ -5,17 +5,23 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from wallet_web import accounts, ledger, queries
+from wallet_web import accounts, controls, ledger, operators, queries
 from wallet_web.extensions import db
 
-from .conftest import OPENING, Browser, count_transactions, gold_of
+from .conftest import (
+    OPENING, REASON_CODE, Browser, count_transactions, gold_of, request_row, threshold,
+)
 
 NOWHERE = 10**9  # an id no test creates
 
 
-def movement(kind="topup", amount="250", reason="Goodwill", reference="web-test-1", asset="GOLD"):
-    return {f"{kind}-asset": asset, f"{kind}-amount": amount, f"{kind}-reason": reason,
-            f"{kind}-reference_id": reference}
+def movement(kind="topup", amount="250", reason="Goodwill", reference="web-test-1", asset="GOLD",
+             code=REASON_CODE, ticket=None):
+    form = {f"{kind}-asset": asset, f"{kind}-amount": amount, f"{kind}-reason": reason,
+            f"{kind}-reason_code": code, f"{kind}-reference_id": reference}
+    if ticket is not None:
+        form[f"{kind}-ticket"] = ticket
+    return form
 
 
 def recorded_as(reference: str) -> int:
@@ -225,22 +231,167 @@ def test_a_frozen_wallet_refuses_a_spend_and_takes_a_top_up(login, customer, wal
     response = operator.htmx("POST", f"{customer.page}/spend", movement("spend", amount="5"))
     assert response.status_code == 422 and "wallet is frozen" in response.text
     assert gold_of(customer.id) == OPENING
-    assert operator.htmx("POST", f"{customer.page}/topup", movement()).status_code == 200
+    top_up = movement(reference=references(response.text, "spend")[0])  # the refused one's is spent
+    assert operator.htmx("POST", f"{customer.page}/topup", top_up).status_code == 200
     assert gold_of(customer.id) == OPENING + 250
 
 
-def test_an_operator_is_held_to_the_per_transaction_limit(login, customer, app):
-    limit = app.config["OPERATOR_SPEND_LIMIT"]
+def pending_request_of(html: str) -> int:
+    return int(re.search(r"Sent for approval \(request #(\d+)\)\.", html).group(1))
+
+
+def test_just_below_the_approval_threshold_a_movement_is_posted_at_once(login, customer):
+    amount = threshold() - 1
     response = login("operator").htmx("POST", f"{customer.page}/topup",
-                                      movement(amount=str(limit + 1)))
-    assert response.status_code == 422 and f"Above your limit of {limit:,}" in response.text
+                                      movement(amount=str(amount)))
+    assert response.status_code == 200 and "recorded as transaction #" in response.text
+    assert gold_of(customer.id) == OPENING + amount
+
+
+@pytest.mark.parametrize("role", ["operator", "admin"])
+def test_at_the_approval_threshold_a_movement_waits_for_approval_and_moves_nothing(
+        login, customer, role):
+    before = count_transactions()
+    response = login(role).htmx("POST", f"{customer.page}/topup",
+                                movement(amount=f"{threshold():,}"))
+    assert response.status_code == 200
+    request_id = pending_request_of(response.text)
+    assert f'<a href="/approvals/{request_id}">View request #{request_id}</a>' in response.text
+    assert "recorded as transaction" not in response.text
+    assert references(response.text, "topup") not in ([], ["web-test-1"])  # a fresh form
+    assert count_transactions() == before and gold_of(customer.id) == OPENING
+    row = request_row(request_id)
+    assert (row.status, row.kind, row.amount, row.user_id, row.maker) == (
+        "pending", "topup", threshold(), customer.id, f"operator:{role}")
+
+
+def test_without_javascript_a_request_sent_for_approval_is_a_flash_with_its_link(login, customer):
+    operator = login("operator")
+    response = operator.post(f"{customer.page}/bonus", movement("bonus", amount=str(threshold())))
+    assert response.status_code == 303
+    assert response.headers["Location"] == f"{customer.page}?asset=GOLD"
+    page = operator.get(response.headers["Location"]).text
+    flash = re.search(r'<p class="notice">(.*?)</p>', page, re.DOTALL).group(1)
+    request_id = pending_request_of(flash)
+    assert f'<a href="/approvals/{request_id}">View request #{request_id}</a>' in flash
     assert gold_of(customer.id) == OPENING
 
 
-def test_an_admin_may_exceed_the_limit(login, customer, app):
-    amount = app.config["OPERATOR_SPEND_LIMIT"] + 1
-    response = login("admin").htmx("POST", f"{customer.page}/topup", movement(amount=str(amount)))
-    assert response.status_code == 200 and gold_of(customer.id) == OPENING + amount
+def test_the_same_form_sent_twice_above_the_threshold_makes_one_request(login, customer):
+    operator = login("operator")
+    form = movement(amount=str(threshold()), reference="web-pending-twice")
+    first = operator.htmx("POST", f"{customer.page}/topup", form)
+    second = operator.htmx("POST", f"{customer.page}/topup", form)
+    assert pending_request_of(first.text) == pending_request_of(second.text)
+    assert "recorded once" in second.text and "recorded once" not in first.text
+
+
+# ---------------------------------------------------------------- reason codes and tickets
+
+
+def test_the_movement_forms_offer_the_active_reason_codes_after_a_blank_choice(login, customer):
+    controls.set_reason_code_active("promotion", False)
+    page = login("operator").get(customer.page).text
+    select = re.search(r'<select[^>]*name="topup-reason_code".*?</select>', page,
+                       re.DOTALL).group(0)
+    values = re.findall(r'value="([^"]*)"', select)
+    assert values[0] == "" and "Choose…" in select
+    assert set(values[1:]) == {code.code for code in controls.list_reason_codes()}
+    assert "goodwill" in values and "promotion" not in values
+    assert 'name="topup-ticket"' in page and 'name="transfer-reason_code"' in page
+
+
+def test_the_reason_code_and_ticket_are_recorded_with_the_transaction(login, customer):
+    operator = login("operator")
+    response = operator.htmx("POST", f"{customer.page}/topup",
+                             movement(reference="web-coded", code="compensation",
+                                      ticket="SUP-1234"))
+    assert response.status_code == 200
+    db.session.rollback()
+    tx = queries.find_transaction_by_reference("web-coded")
+    assert (tx.description, tx.meta["reason_code"], tx.meta["ticket"]) == (
+        "Goodwill", "compensation", "SUP-1234")
+    assert request_row(int(tx.meta["request_id"])).transaction_id == tx.id
+
+
+@pytest.mark.parametrize("code, message", [
+    ("", "Choose a reason code."),
+    ("promotion", "Choose a reason code from the list: this one is retired or unknown."),
+    ("no_such_code", "Choose a reason code from the list: this one is retired or unknown."),
+])
+def test_a_missing_retired_or_unknown_reason_code_is_an_inline_error(login, customer, code,
+                                                                     message):
+    controls.set_reason_code_active("promotion", False)
+    operator = login("operator")
+    before = count_transactions()
+    response = operator.htmx("POST", f"{customer.page}/topup", movement(code=code))
+    assert response.status_code == 422
+    assert re.search(r'id="topup-reason_code-error">([^<]+)<', response.text).group(1) == message
+    assert count_transactions() == before and gold_of(customer.id) == OPENING
+
+
+@pytest.mark.parametrize("ticket", ["javascript:alert(1)", "ftp://x", "http://", "two words",
+                                    "https://exa mple.com", "x" * 65])
+def test_a_ticket_that_is_neither_an_id_nor_a_web_address_is_an_inline_error(login, customer,
+                                                                            ticket):
+    before = count_transactions()
+    response = login("operator").htmx("POST", f"{customer.page}/topup", movement(ticket=ticket))
+    assert response.status_code == 422
+    error = re.search(r'id="topup-ticket-error">([^<]+)<', response.text).group(1)
+    assert error == "Enter a ticket id such as SUP-1234, or an http:// or https:// link."
+    assert references(response.text, "topup") != ["web-test-1"]  # refused: a new request next
+    assert count_transactions() == before
+    assert 'href="javascript' not in response.text
+
+
+def test_a_refused_form_is_sent_again_as_a_new_request_once_corrected(login, customer):
+    operator = login("operator")
+    refused = operator.htmx("POST", f"{customer.page}/topup", movement(ticket="ftp://x"))
+    fresh = references(refused.text, "topup")[0]
+    response = operator.htmx("POST", f"{customer.page}/topup",
+                             movement(ticket="SUP-1", reference=fresh))
+    assert response.status_code == 200 and gold_of(customer.id) == OPENING + 250
+
+
+# ---------------------------------------------------------------- daily limits
+
+
+def test_above_the_daily_limit_the_message_says_what_is_left_today(login, customer, app):
+    operator = login("operator", "olga")
+    olga = operators.find_operator("olga")
+    controls.set_operator_limit(olga.id, "GOLD", 3_000)
+    assert operator.htmx("POST", f"{customer.page}/topup",
+                         movement(amount="500", reference="web-day-1")).status_code == 200
+    before = count_transactions()
+    response = operator.htmx("POST", f"{customer.page}/topup",
+                             movement(amount="2,501", reference="web-day-2"))
+    assert response.status_code == 422
+    assert re.search(r'id="topup-amount-error">([^<]+)<', response.text).group(1) == (
+        "Above your daily GOLD limit: 2,500 of 3,000 left today (UTC).")
+    assert count_transactions() == before and gold_of(customer.id) == OPENING + 500
+    assert operator.htmx("POST", f"{customer.page}/topup", movement(
+        amount="2,500", reference=references(response.text, "topup")[0])).status_code == 200
+
+
+def test_requests_waiting_for_approval_count_against_the_daily_limit(login, customer):
+    operator = login("operator", "olga")
+    controls.set_policy("GOLD", approval_threshold=1_000, operator_daily_limit=2_500)
+    operator.htmx("POST", f"{customer.page}/topup", movement(amount="2,000", reference="web-w1"))
+    response = operator.htmx("POST", f"{customer.page}/bonus",
+                             movement("bonus", amount="501", reference="web-w2"))
+    assert response.status_code == 422
+    assert "Above your daily GOLD limit: 500 of 2,500 left today (UTC)." in response.text
+    assert gold_of(customer.id) == OPENING
+
+
+def test_the_user_page_shows_the_threshold_and_what_is_left_today(login, customer):
+    operator = login("operator")
+    operator.htmx("POST", f"{customer.page}/topup", movement(amount="1,000"))
+    page = operator.get(customer.page).text
+    row = re.search(r'<tr data-asset="GOLD"><th scope="row">GOLD</th>(.*?)</tr>', page,
+                    re.DOTALL).group(1)
+    left = controls.policy_for("GOLD").operator_daily_limit - 1000
+    assert f"{threshold():,}" in row and f"{left:,}" in row
 
 
 def test_a_movement_for_an_unknown_user_is_not_found(login):

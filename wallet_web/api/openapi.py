@@ -25,13 +25,15 @@ ERROR_TEXT = {
     400: "malformed JSON (or a repeated key), or an invalid cursor",
     401: "no API key, or an invalid or revoked one (`WWW-Authenticate: Bearer`)",
     403: "the key lacks the needed scope",
-    404: "no such user, account or transaction",
+    404: "no such user, account, transaction or hold",
     409: "conflict: `already_reversed`, `reference_taken` (the reference_id belongs to "
-         "another caller), `user_exists`, `user_closed`, `balance_not_zero`",
+         "another caller), `user_exists`, `user_closed`, `balance_not_zero`, and a hold that "
+         "is no longer open: `hold_captured`, `hold_voided`, `hold_expired`",
     413: "body larger than the limit",
     415: "body is not `application/json`",
     422: "validation error (`field`, `reason`), or a refused movement (`insufficient_funds`, "
-         "`amount_too_large`, `balance_limit`, `idempotency_key_reused`, ...)",
+         "`amount_too_large`, `balance_limit`, `idempotency_key_reused`, "
+         "`capture_exceeds_hold`, ...)",
     423: "account frozen (`account_frozen`: debits refused, credits land) or closed "
          "(`account_closed`: everything refused)",
 }

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AliasChoices, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from ..inputs import parse_integer
 from ..limits import BIGINT_MAX
 from ..accounts import EXTERNAL_ID, MAX_REASON, USERNAME
+from ..audit_events import ACTIONS
+from ..controls import MAX_TICKET
 from ..kinds import API_KINDS, HOUSE_FLOWS, NAMES as TRANSACTION_KINDS
-from ..models import USER_STATUSES
-from ..queries import MAX_PAGE
+from ..holds import DEFAULT_EXPIRY_SECONDS, MAX_EXPIRY_SECONDS
+from ..models import AUDIT_OUTCOMES, HOLD_STATUSES, USER_STATUSES
+from ..queries import CONTROL_KEYS, MAX_PAGE
 
 ISO_DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}")
 
@@ -75,9 +78,20 @@ AssetField = Annotated[str, Field(validation_alias=AliasChoices("asset", "asset_
 Reason = Annotated[Text, Field(min_length=1, max_length=MAX_REASON)]
 METADATA_KEY = r"^[A-Za-z0-9_.-]{1,40}$"
 MetadataValue = Annotated[Text, Field(max_length=200)]
+
+
+def _no_control_keys(metadata: dict) -> dict:
+    reserved = sorted(set(metadata) & set(CONTROL_KEYS))
+    if reserved:
+        raise ValueError(f"{', '.join(reserved)}: reserved for the dashboard's controls")
+    return metadata
+
+
 Metadata = Annotated[dict[Annotated[str, Field(pattern=METADATA_KEY)], MetadataValue],
                      Field(max_length=16, description="up to 16 string values, "
-                           "keys of letters, digits, '_', '.', '-' (1-40), values up to 200")]
+                           "keys of letters, digits, '_', '.', '-' (1-40), values up to 200; "
+                           f"not {', '.join(CONTROL_KEYS)} (the dashboard's controls)"),
+                     AfterValidator(_no_control_keys)]
 
 
 class Body(BaseModel):
@@ -132,12 +146,17 @@ class WalletAccount(Out):
     id: int
     name: str
     currency: str
-    balance: int
+    balance: int = Field(description="what the user owns in this currency: available + held")
+    available: int = Field(description="what can be spent now")
+    held: int = Field(description="kept aside by open holds")
 
 
 class WalletBalance(Out):
     user_id: int
-    total_balance: int = Field(description="the GOLD wallet balance (the original single-currency total)")
+    total_balance: int = Field(description="what the user owns in GOLD (the original "
+                               "single-currency total): available_balance + held_balance")
+    available_balance: int = Field(description="GOLD that can be spent now")
+    held_balance: int = Field(description="GOLD kept aside by open holds")
     accounts: list[WalletAccount]
 
 
@@ -176,11 +195,31 @@ class TransactionFilter(Query):
     metadata: Annotated[Text, Field(pattern=r"^[A-Za-z0-9_.-]{1,40}:", max_length=241,
                                     description="key:value, transactions whose metadata "
                                     "holds that value under that key")] | None = None
+    reason_code: Annotated[Text, Field(max_length=32, description="a dashboard movement's "
+                                       "reason code")] | None = None
+    ticket: Annotated[Text, Field(max_length=MAX_TICKET, description="a dashboard movement's "
+                                  "ticket reference, exactly")] | None = None
     since: Timestamp | None = Field(None, description="created at or after (ISO 8601 with offset)")
     until: Timestamp | None = Field(None, description="created before (ISO 8601 with offset)")
 
 
 class TransactionQuery(TransactionFilter, PageQuery):
+    pass
+
+
+class AuditEventFilter(Query):
+    action: Literal[ACTIONS] | None = None
+    outcome: Literal[AUDIT_OUTCOMES] | None = None
+    actor: Annotated[Text, Field(max_length=128, description="a prefix of the actor label, like "
+                                 "operator:alice, api: or cli: (case-insensitive)")] | None = None
+    operator_id: QueryId | None = Field(None, description="events of this operator")
+    object_type: Annotated[Text, Field(max_length=32, examples=["operator"])] | None = None
+    object_id: Annotated[Text, Field(max_length=128)] | None = None
+    since: Timestamp | None = Field(None, description="at or after (ISO 8601 with offset)")
+    until: Timestamp | None = Field(None, description="before (ISO 8601 with offset)")
+
+
+class AuditEventQuery(AuditEventFilter, PageQuery):
     pass
 
 
@@ -220,7 +259,9 @@ class AccountBalanceOut(Out):
     name: str
     kind: str
     asset: AssetField
-    balance: int
+    balance: int = Field(description="what the account can move now (a wallet: available)")
+    held: int = Field(description="kept aside by the wallet's open holds (0 for house accounts)")
+    available: int = Field(description="the same as balance, named for holds' readers")
     status: str
 
 
@@ -260,7 +301,9 @@ class AccountOut(Out):
     asset: AssetField
     status: str
     allow_negative: bool
-    balance: int
+    balance: int = Field(description="exact; a wallet's is what it can spend now (available)")
+    available: int
+    held: int = Field(description="kept aside by a wallet's open holds (0 for house accounts)")
     created_at: datetime
 
 
@@ -305,6 +348,9 @@ class TransactionOut(BaseModel):
     operator_id: int | None
     reverses_id: int | None
     metadata: dict[str, str] | None
+    reason_code: str | None = Field(description="a dashboard movement's reason code (metadata)")
+    ticket: str | None = Field(description="a dashboard movement's ticket reference (metadata)")
+    checker: str | None = Field(description="who approved a dashboard movement (metadata)")
     created_at: datetime
     postings: list[LegOut]
 
@@ -321,3 +367,90 @@ class ReversalResponse(BaseModel):
     status: Literal["completed"] = "completed"
     reverses_id: int
     created_at: datetime
+
+
+class AuditEventOut(Out):
+    id: int
+    created_at: datetime
+    action: str
+    outcome: Literal[AUDIT_OUTCOMES]
+    actor: str = Field(description="operator:<name>, api:<key name>, cli:<user>, system, "
+                       "unknown or anonymous")
+    operator_id: int | None
+    api_key_id: int | None
+    address: str | None = Field(description="the client address")
+    request_id: str | None = Field(description="the X-Request-ID of the request that did it")
+    object_type: str | None
+    object_id: str | None
+    details: dict[str, Any] | None
+
+
+class AuditEventPage(BaseModel):
+    items: list[AuditEventOut]
+    next_cursor: str | None
+
+
+# ---------------------------------------------------------------- holds
+
+
+HoldStatus = Literal[HOLD_STATUSES]
+
+
+class HoldRequest(Body):
+    user_id: Id
+    asset: AssetCode
+    amount: Amount
+    reference_id: ReferenceId
+    expires_in_seconds: Annotated[int, Field(ge=1, le=MAX_EXPIRY_SECONDS, description=(
+        "after this the hold can no longer be captured or voided and is released "
+        f"(default {DEFAULT_EXPIRY_SECONDS}, at most 7 days)"))] | None = None
+    description: Description = ""
+    metadata: Metadata | None = None
+
+
+class CaptureRequest(Body):
+    reference_id: ReferenceId
+    amount: Amount | None = Field(None, description="at most the held amount (default: all "
+                                  "of it); the rest goes back to the wallet in the same step")
+    description: Description = ""
+
+
+class VoidRequest(Body):
+    reference_id: ReferenceId
+    description: Description = ""
+
+
+class HoldOut(Out):
+    id: int
+    user_id: int
+    account_id: int = Field(description="the wallet the amount was held from")
+    asset: AssetField
+    amount: int
+    captured_amount: int | None
+    status: HoldStatus = Field(description="`expired` as soon as expires_at passes, released "
+                               "or not")
+    reference_id: str
+    description: str
+    created_at: datetime
+    expires_at: datetime
+    settled_at: datetime | None
+    hold_transaction_id: int
+    settle_transaction_id: int | None = Field(description="the capture, void or expiry")
+
+
+class HoldDetail(HoldOut):
+    available: int = Field(description="what the wallet can spend now")
+    held: int = Field(description="the user's open holds in this asset")
+
+
+class HoldQuery(Query):
+    user_id: QueryId | None = None
+    status: HoldStatus | None = None
+    asset: AssetCode | None = None
+    cursor: Cursor | None = None
+    limit: Limit = 50
+
+
+class HoldPage(BaseModel):
+    items: list[HoldOut]
+    next_cursor: str | None

@@ -1,7 +1,9 @@
 """Versioned API: users and their lifecycle, assets, accounts, postings, transactions
-(movements, transfers, reversal), point-in-time balance, the CSV audit trail and the OpenAPI
-document. One vocabulary: `asset`, `kind`, `amount`. Lists are keyset pages: pass `next_cursor` back
-as `cursor` to continue; pages stay stable while new rows arrive."""
+(movements, transfers, reversal), point-in-time balance, the CSV audit trail, the audit events
+of people and the OpenAPI document. One vocabulary: `asset`, `kind`, `amount`. Lists are
+keyset pages: pass `next_cursor` back as `cursor` to continue; pages stay stable while new rows
+arrive."""
+from dataclasses import asdict
 from datetime import datetime, timezone
 
 from flask import Blueprint, Response, jsonify, stream_with_context
@@ -13,14 +15,16 @@ from .errors import attach
 from .openapi import api_route, document
 from .responses import json_response, receipt_response
 from .schemas import (
-    AccountBalanceOut, AccountOut, AssetList, AssetOut, BalanceAt, BalanceAtQuery, LegOut,
-    PageQuery, PostingOut, PostingPage, ReversalRequest, ReversalResponse, StatusChangeOut,
-    StatusChangeRequest, TransactionFilter, TransactionOut, TransactionPage, TransactionQuery,
-    TransactionRequest, UserCreate, UserDetail, UserOut, UserPage, UserQuery,
+    AccountBalanceOut, AccountOut, AssetList, AssetOut, AuditEventFilter, AuditEventOut,
+    AuditEventPage, AuditEventQuery, BalanceAt, BalanceAtQuery, LegOut, PageQuery, PostingOut,
+    PostingPage, ReversalRequest, ReversalResponse, StatusChangeOut, StatusChangeRequest,
+    TransactionFilter, TransactionOut, TransactionPage, TransactionQuery, TransactionRequest,
+    UserCreate, UserDetail, UserOut, UserPage, UserQuery,
 )
 
 bp = attach(Blueprint("api_v1", __name__, url_prefix="/api/v1"))
 FILTER_FIELDS = set(TransactionFilter.model_fields)
+AUDIT_FILTER_FIELDS = set(AuditEventFilter.model_fields)
 
 
 @api_route(bp, "/openapi.json", summary="This document (public)", scope=None)
@@ -98,9 +102,12 @@ def assets():
 def account(account_id: int):
     found = queries.get_account(account_id)
     fields = {name: getattr(found, name) for name in AccountOut.model_fields
-              if name not in ("asset", "balance")}  # found.asset is the Asset row
-    return json_response(AccountOut(**fields, asset=found.asset_code,
-                                    balance=queries.account_balance(account_id)))
+              if name not in ("asset", "balance", "available", "held")}  # .asset: the Asset row
+    available, held = queries.wallet_available_and_held(account_id)
+    if found.allow_negative:
+        available = queries.account_balance(account_id)
+    return json_response(AccountOut(**fields, asset=found.asset_code, balance=available,
+                                    available=available, held=held))
 
 
 @api_route(bp, "/accounts/<id:account_id>/postings", summary="Postings, newest first",
@@ -168,9 +175,22 @@ def reverse(tx_id: int, body: ReversalRequest):
 @api_route(bp, "/transactions.csv", summary="Audit trail as CSV, one row per posting (streamed)",
            query=TransactionFilter, media_type="text/csv")
 def transactions_csv(query: TransactionFilter):
-    rows = stream_with_context(exports.audit_csv(_filters(query)))
+    filters = _filters(query)
+    exports.record_download("transactions.csv", **asdict(filters))
+    rows = stream_with_context(exports.audit_csv(filters))
     return Response(rows, mimetype="text/csv",
                     headers={"Content-Disposition": "attachment; filename=transactions.csv"})
+
+
+@api_route(bp, "/audit-events", summary="What operators, keys and commands did or tried, "
+           "newest first, filtered", query=AuditEventQuery, response=AuditEventPage,
+           errors=(400,))
+def audit_events(query: AuditEventQuery):
+    filters = queries.AuditFilters(**query.model_dump(include=AUDIT_FILTER_FIELDS))
+    page = queries.list_audit_events(filters, query.cursor, query.limit)
+    return json_response(AuditEventPage(
+        items=[AuditEventOut.model_validate(event) for event in page.items],
+        next_cursor=page.next_cursor))
 
 
 def _filters(query: TransactionFilter) -> queries.TransactionFilters:
@@ -180,7 +200,8 @@ def _filters(query: TransactionFilter) -> queries.TransactionFilters:
 def _transaction(tx) -> TransactionOut:
     legs = [LegOut(account_id=p.account_id, user_id=p.account.user_id, asset=p.account.asset_code,
                    amount=p.amount, balance_after=p.balance_after) for p in tx.postings]
+    controls = {name: (tx.meta or {}).get(name) for name in queries.CONTROL_FIELDS}
     return TransactionOut(id=tx.id, kind=tx.kind, reference_id=tx.reference_id,
                           description=tx.description, actor=tx.actor, api_key_id=tx.api_key_id,
                           operator_id=tx.operator_id, reverses_id=tx.reverses_id, metadata=tx.meta,
-                          created_at=tx.created_at, postings=legs)
+                          **controls, created_at=tx.created_at, postings=legs)

@@ -22,10 +22,14 @@ MOVEMENT = dict(scope="write", body=MovementRequest, response=MovementResponse, 
            response=WalletBalance)
 def balance(user_id: int):
     wallets = [row for row in queries.user_balances(user_id) if row.kind == "wallet"]
-    total = next((row.balance for row in wallets if row.asset_code == TOTAL_CURRENCY), 0)
+    gold = next((row for row in wallets if row.asset_code == TOTAL_CURRENCY), None)
+    available, held = (gold.balance, gold.held) if gold else (0, 0)
     accounts = [WalletAccount(id=row.id, name=row.name, currency=row.asset_code,
-                              balance=row.balance) for row in wallets]
-    return json_response(WalletBalance(user_id=user_id, total_balance=total, accounts=accounts))
+                              balance=row.balance + row.held, available=row.balance,
+                              held=row.held) for row in wallets]
+    return json_response(WalletBalance(user_id=user_id, total_balance=available + held,
+                                       available_balance=available, held_balance=held,
+                                       accounts=accounts))
 
 
 @api_route(bp, "/topup", "POST", summary="Credit a wallet from the treasury", **MOVEMENT)

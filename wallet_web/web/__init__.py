@@ -6,11 +6,12 @@ from flask_login import current_user
 from .. import operators, queries
 from ..extensions import login_manager
 from . import (
-    admin, approvals, audit, auth, errors, ledger_browser, overview, permissions, query_args,
-    rendering, users,
+    admin, approvals, audit, auth, errors, explain, ledger_browser, overview, permissions,
+    query_args, rendering, users,
 )
 
-BLUEPRINTS = (auth.bp, overview.bp, users.bp, ledger_browser.bp, approvals.bp, audit.bp, admin.bp)
+BLUEPRINTS = (auth.bp, overview.bp, users.bp, explain.bp, ledger_browser.bp, approvals.bp,
+              audit.bp, admin.bp)
 
 
 def pending_approvals() -> int:

@@ -14,7 +14,9 @@ from wtforms.validators import (
 )
 from wtforms.widgets import TextInput
 
+from .. import errors
 from ..accounts import MAX_REASON
+from ..controls import MAX_TICKET
 from ..inputs import holds_nul, parse_integer
 from ..kinds import NAMES as TRANSACTION_KINDS
 from ..limits import BIGINT_MAX
@@ -86,33 +88,94 @@ class LoginForm(PostedForm):
                              render_kw={"autocomplete": "current-password"})
 
 
-class MovementForm(PostedForm):
+def reason_code_choices(codes, blank: str) -> list[SelectChoice]:
+    """A select's reason codes (rows of controls.list_reason_codes), `blank` first."""
+    return [SelectChoice("", blank)] + [
+        SelectChoice(code.code, code.title + ("" if code.active else " (retired)"))
+        for code in codes]
+
+
+class ControlledForm(PostedForm):
+    """A dashboard movement: a reason code from the admins' list, the reason in words, an
+    optional ticket, and the reference generated with the form. Which codes are in use and
+    what a ticket may be is the service's to say (controls.py), next to these fields."""
+
+    reason_code = SelectField("Reason code", [DataRequired("Choose a reason code.")],
+                              validate_choice=False)
+    reason = StringField("Reason", [DataRequired("Say why (it is recorded)."),
+                                    Length(max=MAX_REASON)], render_kw={"autocomplete": "off"})
+    ticket = StringField("Ticket (optional)", [Optional(), Length(max=MAX_TICKET)],
+                         filters=[strip],
+                         render_kw={"autocomplete": "off", "placeholder": "SUP-1234 or https://…"})
+    reference_id = HiddenField("Reference", [DataRequired(), Length(max=128)])
+
+    def __init__(self, reason_codes: list, **kwargs):
+        super().__init__(**kwargs)
+        self.reason_code.choices = reason_code_choices(reason_codes, "Choose…")
+        if not self.reference_id.data:
+            self.reference_id.data = new_reference()
+
+    def explain(self, error: errors.WalletError) -> bool:
+        """A refusal of the operator controls, next to its field; False for another error."""
+        if isinstance(error, errors.InvalidReasonCode):
+            self.reason_code.errors.append("Choose a reason code from the list: this one is "
+                                           "retired or unknown.")
+        elif isinstance(error, errors.InvalidTicket):
+            self.ticket.errors.append("Enter a ticket id such as SUP-1234, or an http:// or "
+                                      "https:// link.")
+        elif isinstance(error, errors.DailyLimitExceeded):
+            details = error.details
+            self.amount_errors().append(
+                f"Above your daily {details['asset']} limit: {details['left']:,} of "
+                f"{details['limit']:,} left today (UTC).")
+        elif error.details.get("field") == "description":  # the reason, said in words
+            self.reason.errors.append(f"Say why, in at most {MAX_REASON} characters.")
+        else:
+            return False
+        return True
+
+    def amount_errors(self) -> list:
+        return self.form_errors  # a reversal's amount is the original's: no field of its own
+
+
+class MovementForm(ControlledForm):
     asset = SelectField("Asset", [DataRequired()])
     amount = WholeNumberField("Amount", [InputRequired("Enter an amount."),
                                     NumberRange(min=1, message="Enter an amount above zero.")],
                          render_kw={"inputmode": "numeric", "autocomplete": "off"})
-    reason = StringField("Reason", [DataRequired("Say why (it is recorded)."), Length(max=500)],
-                         render_kw={"autocomplete": "off"})
-    reference_id = HiddenField("Reference", [DataRequired(), Length(max=128)])
 
-    def __init__(self, kind: str, assets: list[str], **kwargs):
-        super().__init__(prefix=kind, **kwargs)
+    def __init__(self, kind: str, assets: list[str], reason_codes: list, **kwargs):
+        super().__init__(reason_codes, prefix=kind, **kwargs)
         self.kind = kind
         self.asset.choices = [SelectChoice(code) for code in assets]
-        if not self.reference_id.data:
-            self.reference_id.data = new_reference()
+
+    def amount_errors(self) -> list:
+        return self.amount.errors
 
 
-class ReversalForm(PostedForm):
-    reason = StringField("Reason", [DataRequired("Say why (it is recorded)."), Length(max=500)])
+class ReversalForm(ControlledForm):
     confirm = BooleanField("I confirm this reversal moves the amounts back",
                            [DataRequired("Tick to confirm the reversal.")])
-    reference_id = HiddenField("Reference", [DataRequired(), Length(max=128)])
 
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        if not self.reference_id.data:
-            self.reference_id.data = new_reference()
+
+class ReleaseForm(ControlledForm):
+    """Release an open hold back to the user's wallet: the amount is the hold's (no field)."""
+
+    def __init__(self, hold_id: int, reason_codes: list, **kwargs):
+        super().__init__(reason_codes, prefix=f"release-{hold_id}", **kwargs)
+        self.hold_id = hold_id
+
+
+class DecisionForm(PostedForm):
+    """Approve or reject another operator's request, saying why."""
+
+    reason = StringField("Reason", [DataRequired("Say why (it is recorded)."),
+                                    Length(max=MAX_REASON)], render_kw={"autocomplete": "off"})
+
+    def __init__(self, decision: str, **kwargs):
+        super().__init__(prefix=decision, **kwargs)
+        self.decision = decision
+        self.reason.label.text = f"Why {decision}"
 
 
 class TransferForm(MovementForm):
@@ -125,8 +188,8 @@ class TransferForm(MovementForm):
                      render_kw={"type": "search", "autocomplete": "off",
                                 "placeholder": "User id, name or email"})
 
-    def __init__(self, assets: list[str], **kwargs):
-        super().__init__("transfer", assets, **kwargs)
+    def __init__(self, assets: list[str], reason_codes: list, **kwargs):
+        super().__init__("transfer", assets, reason_codes, **kwargs)
         self.recipient = None  # the User the form is addressed to, once the view knows it
 
     def validate_to(self, field) -> None:
@@ -201,7 +264,22 @@ class LedgerFilterForm(QueryForm):
     reference_id = StringField("Reference", [Optional(), Length(max=128)])
     since = DateTimeLocalField("From (UTC)", [Optional()], format=DATETIME_FORMATS)
     until = DateTimeLocalField("Until (UTC)", [Optional()], format=DATETIME_FORMATS)
+    reason_code = SelectField("Reason code", [Optional()])
+    ticket = StringField("Ticket", [Optional(), Length(max=MAX_TICKET)], filters=[strip])
 
-    def __init__(self, formdata, assets: list[str]):
+    def __init__(self, formdata, assets: list[str], reason_codes: list):
+        """`reason_codes`: every code, retired ones too (they stay on their movements)."""
         super().__init__(formdata)
         self.asset.choices = [SelectChoice("", "Any asset")] + [SelectChoice(c) for c in assets]
+        self.reason_code.choices = reason_code_choices(reason_codes, "Any reason code")
+
+
+REQUEST_FILTERS = ("pending", "approved", "rejected", "expired", "failed")
+
+
+class ApprovalFilterForm(QueryForm):
+    """The approvals list's status filter, kept in the URL (pending when absent)."""
+
+    status = SelectField("Status", [Optional()], default="pending",
+                         choices=[SelectChoice(status) for status in REQUEST_FILTERS]
+                         + [SelectChoice("any", "Any status")])

@@ -1,13 +1,17 @@
 """Ledger browser: filtered transactions (filters in the URL), a transaction page with its
-postings, the admin's reversal, and the CSV audit trail (the API's code and format)."""
+postings, reason code, ticket, maker and checker, the hold it belongs to (a hold, capture or
+release), the admin's reversal (through the operator controls), and the CSV audit trail (the
+API's code and format; each download is audited)."""
 from __future__ import annotations
 
 from datetime import timezone
 
-from flask import Blueprint, Response, redirect, request, stream_with_context, url_for
+from flask import Blueprint, Response, flash, redirect, request, stream_with_context, url_for
 from flask_login import current_user
 
-from .. import errors, exports, kinds, ledger, queries
+from .. import approvals, audit_events, controls, errors, exports, kinds, queries
+from ..extensions import db
+from . import approvals as approvals_pages
 from .forms import LedgerFilterForm, ReversalForm, new_reference
 from .permissions import login_required_everywhere, role_required
 from .query_args import read_by_a_form
@@ -15,7 +19,8 @@ from .rendering import render
 
 bp = login_required_everywhere(Blueprint("ledger", __name__, url_prefix="/ledger"))
 LEDGER_PAGE = 25
-FILTER_NAMES = ("kind", "asset", "user_id", "reference_id", "since", "until")
+FILTER_NAMES = ("kind", "asset", "user_id", "reference_id", "since", "until", "reason_code",
+                "ticket")
 
 
 @bp.route("")
@@ -44,6 +49,8 @@ def export_csv():
     _, filters = _filters()
     if filters is None:
         return redirect(url_for("ledger.index", **_shared_args()))
+    audit_events.record("export.downloaded", object_type="transactions", filters=_shared_args())
+    db.session.commit()  # recorded before the first byte: a download cut short still counts
     rows = stream_with_context(exports.audit_csv(filters))
     return Response(rows, mimetype="text/csv",
                     headers={"Content-Disposition": "attachment; filename=transactions.csv"})
@@ -51,13 +58,15 @@ def export_csv():
 
 def _filters() -> tuple[LedgerFilterForm, queries.TransactionFilters | None]:
     """The filter form from the query string, and the filters (None when one is invalid)."""
-    form = LedgerFilterForm(request.args, queries.list_asset_codes())
+    form = LedgerFilterForm(request.args, queries.list_asset_codes(),
+                            controls.list_reason_codes(active_only=False))
     if not form.validate():
         return form, None
     return form, queries.TransactionFilters(
         kind=form.kind.data or None, asset=form.asset.data or None, user_id=form.user_id.data,
         reference_id=(form.reference_id.data or "").strip() or None,
-        since=_utc(form.since.data), until=_utc(form.until.data))
+        since=_utc(form.since.data), until=_utc(form.until.data),
+        reason_code=form.reason_code.data or None, ticket=form.ticket.data or None)
 
 
 def _utc(value):
@@ -71,31 +80,61 @@ def _shared_args() -> dict:
 
 @bp.route("/<id:tx_id>")
 def transaction(tx_id: int):
-    context = _transaction_context(tx_id, ReversalForm(formdata=None))
-    return render("ledger/transaction.html", **context)
+    form = ReversalForm(controls.list_reason_codes(), formdata=None)
+    return render("ledger/transaction.html", **_transaction_context(tx_id, form))
 
 
 def _transaction_context(tx_id: int, form: ReversalForm) -> dict:
     found = queries.get_transaction(tx_id)
     reversal = queries.reversal_of(tx_id)
     reversible = kinds.is_reversible(found.kind) and reversal is None
+    titles = {code.code: code.title for code in controls.list_reason_codes(active_only=False)}
+    hold = queries.hold_of(tx_id)
     return {"tx": found, "reversal": reversal, "reversible": reversible, "form": form,
-            "reverses": queries.get_transaction(found.reverses_id) if found.reverses_id else None}
+            "reverses": queries.get_transaction(found.reverses_id) if found.reverses_id else None,
+            "meta": controls_of(found), "reason_titles": titles, "hold": hold,
+            "names": queries.usernames({hold.user_id}) if hold else {}}
+
+
+def controls_of(tx) -> dict:
+    """The reason code, ticket, request and checker of an operator's movement (approvals.py
+    writes them into its metadata); an API caller's metadata may use the same keys."""
+    return (tx.meta or {}) if tx.operator_id is not None else {}
 
 
 @bp.route("/<id:tx_id>/reversal", methods=["POST"])
 @role_required("admin")
 def reverse(tx_id: int):
     queries.get_transaction(tx_id)
-    form = ReversalForm()
+    form = ReversalForm(controls.list_reason_codes())
     if form.validate_on_submit():
-        actor = ledger.Actor(label=current_user.label, operator_id=current_user.id)
         try:
-            receipt = ledger.reverse(tx_id, form.reference_id.data,
-                                     description=form.reason.data.strip(), actor=actor)
-            return redirect(url_for("ledger.transaction", tx_id=receipt.id), 303)
+            outcome = approvals.submit(_reversal(form, tx_id), current_user)
         except errors.WalletError as error:
-            form.form_errors.append(error.message)
-    if form.reference_id.errors or form.form_errors:  # refused: the next try is a new request
-        form.reference_id.data = new_reference()
+            form.reference_id.data = None  # a refused request keeps its reference
+            _explain(form, error)
+        else:
+            return _reversal_sent(tx_id, outcome)
+    if form.reference_id.data is None or form.reference_id.errors:
+        form.reference_id.data = new_reference()  # the next try is a new request
     return render("ledger/transaction.html", status=422, **_transaction_context(tx_id, form))
+
+
+def _reversal(form: ReversalForm, tx_id: int) -> approvals.Intent:
+    return approvals.Intent("reversal", form.reference_id.data, form.reason_code.data,
+                            form.reason.data, ticket=form.ticket.data or None, reverses_id=tx_id)
+
+
+def _explain(form: ReversalForm, error: errors.WalletError) -> None:
+    if not form.explain(error):
+        form.form_errors.append(error.message)
+
+
+def _reversal_sent(tx_id: int, outcome: approvals.Outcome):
+    if outcome.status == "pending":
+        flash(approvals_pages.sent_for_approval(
+            outcome.request_id, f"The reversal of transaction #{tx_id} waits for another "
+                                "operator with the approver right; nothing has moved yet."))
+        return redirect(url_for("ledger.transaction", tx_id=tx_id), 303)
+    flash(f"Transaction #{tx_id} reversed by transaction #{outcome.receipt.id}.")
+    return redirect(url_for("ledger.transaction", tx_id=outcome.receipt.id), 303)

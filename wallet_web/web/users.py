@@ -1,18 +1,23 @@
-"""Users: the list and the as-you-type lookup, a new user, the user page (balances, sparkline,
-history, status), the movement and transfer forms, and freeze / unfreeze / close."""
+"""Users: the list and the as-you-type lookup, a new user, the user page (balances available
+and held, sparkline, open holds, history, status), the movement and transfer forms and the
+release of a hold (sent through the operator controls: posted at once, or sent for approval),
+and freeze / unfreeze / close."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
-from flask import Blueprint, abort, current_app, flash, redirect, request, url_for
+from flask import Blueprint, abort, flash, redirect, request, url_for
 from flask_login import current_user
 
-from .. import accounts, errors, kinds, ledger, queries
+from .. import accounts, approvals, controls, errors, kinds, ledger, queries
 from ..inputs import parse_integer
-from ..models import User
+from ..models import User, utcnow
+from . import approvals as approvals_pages
 from .charts import sparkline
 from .forms import (
-    MovementForm, NewUserForm, StatusForm, TransferForm, UserFilterForm, new_reference,
+    MovementForm, NewUserForm, ReleaseForm, StatusForm, TransferForm, UserFilterForm,
+    new_reference,
 )
 from .permissions import can, login_required_everywhere, role_required
 from .rendering import is_htmx, render
@@ -24,6 +29,7 @@ DEFAULT_ASSET = "GOLD"  # the forms and the history open on it when the user has
 # arguments such as _external, _scheme or user_id from a query string passed through.
 HISTORY_ARGS = ("asset", "cursor")
 USERS_PAGE = 25
+HOLDS_SHOWN = 50  # the newest open holds on the user page
 LIST_ARGS = ("q", "status")  # what "load more" and "back to the newest" keep
 STATUS_ROLES = {"freeze": "operator", "unfreeze": "operator", "close": "admin"}
 STATUS_DONE = {
@@ -35,24 +41,107 @@ STATUS_DONE = {
 
 @dataclass(frozen=True)
 class Done:
-    """What a successful (or replayed) movement shows."""
+    """What an accepted (or replayed) movement shows: posted, or sent for approval."""
 
     kind: str
     asset: str
     amount: int
-    transaction_id: int
-    balance: int | None
+    request_id: int
     replayed: bool
+    transaction_id: int | None = None  # None: waiting for another operator's approval
+    balance: int | None = None
     recipient: str | None = None  # a transfer's receiving username
+
+    @property
+    def pending(self) -> bool:
+        return self.transaction_id is None
+
+    @property
+    def what(self) -> str:
+        to = f" to {self.recipient}" if self.recipient else ""
+        return f"{kinds.title_of(self.kind)} of {self.amount:,} {self.asset}{to}"
 
     @property
     def message(self) -> str:
         """The same confirmation for a replay (the receipt is the original's), and a note."""
-        to = f" to {self.recipient}" if self.recipient else ""
-        text = (f"{kinds.title_of(self.kind)} of {self.amount:,} {self.asset}{to} recorded as "
-                f"transaction #{self.transaction_id}. New {self.asset} balance: {self.balance:,}.")
+        if self.pending:
+            text = f"Sent for approval (request #{self.request_id}). {self.waiting}"
+        else:
+            text = (f"{self.what} recorded as transaction #{self.transaction_id}. "
+                    f"New {self.asset} balance: {self.balance:,}.")
         return text + (" This form was sent more than once; it was recorded once."
                        if self.replayed else "")
+
+    @property
+    def waiting(self) -> str:
+        return (f"{self.what} waits for another operator with the approver right; "
+                "nothing has moved yet.")
+
+
+@dataclass(frozen=True)
+class Released:
+    """What an accepted release of a hold shows: posted, or sent for approval."""
+
+    hold_id: int
+    asset: str
+    amount: int
+    request_id: int
+    replayed: bool
+    transaction_id: int | None = None  # None: waiting for another operator's approval
+
+    @classmethod
+    def of(cls, hold: queries.HoldRow, outcome: approvals.Outcome) -> "Released":
+        receipt = outcome.receipt
+        return cls(hold.id, hold.asset_code, hold.amount, outcome.request_id, outcome.replayed,
+                   receipt.id if receipt else None)
+
+    @property
+    def pending(self) -> bool:
+        return self.transaction_id is None
+
+    @property
+    def message(self) -> str:
+        if self.pending:
+            text = f"Sent for approval (request #{self.request_id}). {self.waiting}"
+        else:
+            text = (f"Released hold #{self.hold_id}: {self.amount:,} {self.asset} back to "
+                    "the wallet.")
+        return text + (" This form was sent more than once; it was recorded once."
+                       if self.replayed else "")
+
+    @property
+    def waiting(self) -> str:
+        return (f"The release of hold #{self.hold_id} ({self.amount:,} {self.asset}) waits "
+                "for another operator with the approver right; nothing has moved yet.")
+
+
+NOT_OPEN = {
+    "captured": "was captured: its amount went to revenue, so it cannot be released",
+    "voided": "was already released: its amount is back in the wallet",
+    "expired": "has expired: its amount is available in the wallet again",
+}
+
+
+@bp.app_template_filter("age")
+def age(since: datetime) -> str:
+    """How long ago, roughly: "40 s", "3 min", "2 h 5 min", "1 d 4 h"."""
+    return _duration(utcnow() - since)
+
+
+@bp.app_template_filter("time_left")
+def time_left(until: datetime) -> str:
+    return _duration(until - utcnow())
+
+
+def _duration(span) -> str:
+    seconds = max(int(span.total_seconds()), 0)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    if seconds < 86400:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return f"{seconds // 86400} d {seconds % 86400 // 3600} h"
 
 
 # ---------------------------------------------------------------- lookup
@@ -143,6 +232,7 @@ def history(user_id: int):
 
 def _page_context(user_id: int, *, movement: MovementForm | None = None,
                   transfer: TransferForm | None = None, status: StatusForm | None = None,
+                  release: ReleaseForm | None = None, hold_refusal: str | None = None,
                   asset: str | None = None) -> dict:
     """The user page. A bound form (refused) replaces its fresh copy, and is shown even where
     a fresh one would not be (a closed user's refused movement)."""
@@ -150,11 +240,46 @@ def _page_context(user_id: int, *, movement: MovementForm | None = None,
     accounts_ = queries.user_balances(user_id)
     asset = asset or request.args.get("asset")
     history = _history_context(accounts_, asset, request.args.get("cursor"))
-    return {"user": found, "balances": _with_sparklines(accounts_),
-            "forms": _movement_forms(found, movement, asset),
-            "transfer": transfer or _transfer_form(found, asset),
+    forms = _movement_forms(found, movement, asset)
+    transfer = transfer or _transfer_form(found, asset)
+    return {"user": found, "balances": _with_sparklines(accounts_), "forms": forms,
+            "transfer": transfer, "limits": _limits() if forms or transfer else [],
             "status_forms": _status_forms(found, status),
-            "status_changes": queries.status_changes(user_id), **history}
+            "status_changes": queries.status_changes(user_id),
+            **_holds_context(user_id, release, hold_refusal), **history}
+
+
+def _holds_context(user_id: int, bound: ReleaseForm | None = None,
+                   refusal: str | None = None) -> dict:
+    """The open holds, newest first, each with its release form (for operators) or the
+    request its release waits in."""
+    page = queries.list_holds(user_id=user_id, status="open", limit=HOLDS_SHOWN)
+    forms = {}
+    if can("operator"):
+        codes = controls.list_reason_codes()
+        forms = {hold.id: ReleaseForm(hold.id, codes, formdata=None) for hold in page.items}
+    if bound is not None:
+        forms[bound.hold_id] = bound
+    return {"open_holds": page.items, "more_holds": page.next_cursor is not None,
+            "release_forms": forms, "hold_refusal": refusal,
+            "pending_releases": queries.pending_releases([hold.id for hold in page.items])}
+
+
+@dataclass(frozen=True)
+class AssetLimit:
+    """What the signed-in operator may still move in an asset today, and from what amount a
+    movement waits for approval."""
+
+    asset: str
+    approval_threshold: int
+    left_today: int
+
+
+def _limits() -> list[AssetLimit]:
+    return [AssetLimit(policy.asset, policy.approval_threshold,
+                       max(controls.daily_limit_of(current_user.id, policy.asset)
+                           - approvals.used_today(current_user.id, policy.asset), 0))
+            for policy in controls.list_policies()]
 
 
 def _with_sparklines(accounts: list[queries.AccountBalance]) -> list[dict]:
@@ -175,8 +300,8 @@ def _history_context(accounts: list[queries.AccountBalance], asset: str | None,
 def _movement_forms(user: User, bound: MovementForm | None, asset: str | None = None) -> dict:
     forms = {}
     if can("operator") and user.status != "closed":
-        assets = queries.list_asset_codes()
-        forms = {kind: MovementForm(kind, assets, formdata=None,
+        assets, codes = queries.list_asset_codes(), controls.list_reason_codes()
+        forms = {kind: MovementForm(kind, assets, codes, formdata=None,
                                     data={"asset": asset or DEFAULT_ASSET})
                  for kind in kinds.OPERATOR_FORMS}
     if bound is not None:
@@ -184,11 +309,20 @@ def _movement_forms(user: User, bound: MovementForm | None, asset: str | None = 
     return forms
 
 
+def _movement_form(kind: str, **kwargs) -> MovementForm:
+    """The form of `kind`: bound to the request's form data unless formdata=None."""
+    return MovementForm(kind, queries.list_asset_codes(), controls.list_reason_codes(), **kwargs)
+
+
 def _transfer_form(user: User, asset: str | None = None) -> TransferForm | None:
     if not can("operator") or user.status == "closed":
         return None
-    return TransferForm(queries.list_asset_codes(), formdata=None,
-                        data={"asset": asset or DEFAULT_ASSET})
+    return _new_transfer_form(formdata=None, data={"asset": asset or DEFAULT_ASSET})
+
+
+def _new_transfer_form(**kwargs) -> TransferForm:
+    """Bound to the request's form data unless formdata=None."""
+    return TransferForm(queries.list_asset_codes(), controls.list_reason_codes(), **kwargs)
 
 
 def _status_forms(user: User, bound: StatusForm | None) -> dict:
@@ -208,7 +342,7 @@ def _status_forms(user: User, bound: StatusForm | None) -> dict:
 @role_required("operator")
 def movement(user_id: int, kind: str):
     queries.get_user(user_id)
-    form = MovementForm(kind, queries.list_asset_codes())
+    form = _movement_form(kind)
     done = _post(form, user_id) if form.validate_on_submit() else None
     if done is None:
         return _failed(user_id, form)
@@ -216,26 +350,29 @@ def movement(user_id: int, kind: str):
 
 
 def _post(form: MovementForm, user_id: int) -> Done | None:
-    """Posts the movement through the ledger; a refusal becomes an error on the form."""
-    if not _within_limit(form):
-        return None
+    """Sends the movement through the operator controls; a refusal becomes an error on the form."""
     try:
-        receipt = ledger.move(form.kind, user_id, form.asset.data, form.amount.data,
-                              form.reference_id.data, description=form.reason.data.strip(),
-                              actor=_actor())
+        outcome = approvals.submit(_intent(form, user_id), current_user)
     except errors.WalletError as error:
+        form.reference_id.data = None  # a refused request keeps its reference: send a new one
         _explain(form, error)
         return None
-    wallet = next(leg.balance_after for leg in receipt.postings if leg.balance_after is not None)
-    return Done(form.kind, form.asset.data, form.amount.data, receipt.id, wallet, receipt.replayed)
+    wallet = outcome.receipt and next(leg.balance_after for leg in outcome.receipt.postings
+                                      if leg.balance_after is not None)
+    return _done(form, outcome, wallet)
 
 
-def _within_limit(form: MovementForm) -> bool:
-    limit = current_app.config["OPERATOR_SPEND_LIMIT"]
-    if not can("admin") and form.amount.data > limit:
-        form.amount.errors.append(f"Above your limit of {limit:,} per transaction: ask an admin.")
-        return False
-    return True
+def _intent(form: MovementForm, user_id: int, to_user_id: int | None = None) -> approvals.Intent:
+    return approvals.Intent(form.kind, form.reference_id.data, form.reason_code.data,
+                            form.reason.data, form.asset.data, form.amount.data,
+                            form.ticket.data or None, user_id=user_id, to_user_id=to_user_id)
+
+
+def _done(form: MovementForm, outcome: approvals.Outcome, balance: int | None,
+          recipient: str | None = None) -> Done:
+    receipt = outcome.receipt
+    return Done(form.kind, form.asset.data, form.amount.data, outcome.request_id,
+                outcome.replayed, receipt.id if receipt else None, balance, recipient)
 
 
 def _actor() -> ledger.Actor:
@@ -243,6 +380,27 @@ def _actor() -> ledger.Actor:
 
 
 def _explain(form: MovementForm, error: errors.WalletError) -> None:
+    """The refusal next to the field it is about."""
+    if not (form.explain(error) or _explain_resent(form, error)):
+        _explain_ledger(form, error)
+
+
+def _explain_resent(form: MovementForm | ReleaseForm, error: errors.WalletError) -> bool:
+    """A form sent again after its request was decided, or with other values; False for
+    another error."""
+    if isinstance(error, errors.RequestDecided):
+        form.form_errors.append(f"This form was already sent: request #"
+                                f"{error.details['request_id']} was {error.details['status']}. "
+                                "Nothing moved; check the values and send again.")
+    elif isinstance(error, (errors.IdempotencyConflict, errors.ReferenceTaken)):
+        form.form_errors.append("This form was already sent with other values; nothing moved. "
+                                "Check the values and send again.")
+    else:
+        return False
+    return True
+
+
+def _explain_ledger(form: MovementForm, error: errors.WalletError) -> None:
     if isinstance(error, errors.InsufficientFunds):
         form.amount.errors.append(
             f"Not enough {form.asset.data}: the wallet holds {error.details['available']:,}.")
@@ -260,10 +418,6 @@ def _explain(form: MovementForm, error: errors.WalletError) -> None:
         form.form_errors.append("This user is closed: nothing was moved.")
     elif isinstance(error, errors.AccountFrozen):
         form.form_errors.append(f"This {form.asset.data} wallet is frozen: nothing was moved.")
-    elif isinstance(error, (errors.IdempotencyConflict, errors.ReferenceTaken)):
-        form.reference_id.data = None  # a fresh reference for the corrected values
-        form.form_errors.append("This form was already sent with other values; nothing moved. "
-                                "Check the values and send again.")
     else:
         form.form_errors.append(error.message)
 
@@ -280,11 +434,78 @@ def _failed(user_id: int, form: MovementForm):
 
 def _succeeded(user_id: int, form: MovementForm, done: Done):
     if not is_htmx():
-        flash(done.message)
-        return redirect(url_for("users.user", user_id=user_id, asset=done.asset), 303)
-    fresh = MovementForm(form.kind, queries.list_asset_codes(), formdata=None,
-                         data={"asset": done.asset})
+        return _back_with(done, user_id)
+    fresh = _movement_form(form.kind, formdata=None, data={"asset": done.asset})
     return render("users/_movement_done.html", form=fresh, done=done,
+                  **_page_context(user_id, asset=done.asset))
+
+
+def _back_with(done: Done, user_id: int):
+    """Without JavaScript: the confirmation as a flash on the user's page."""
+    flash(approvals_pages.sent_for_approval(done.request_id, done.waiting) if done.pending
+          else done.message)
+    return redirect(url_for("users.user", user_id=user_id, asset=done.asset), 303)
+
+
+# ---------------------------------------------------------------- holds
+
+
+@bp.route("/<id:user_id>/holds/<id:hold_id>/release", methods=["POST"])
+@role_required("operator")
+def release(user_id: int, hold_id: int):
+    hold = _hold_of(user_id, hold_id)
+    form = ReleaseForm(hold.id, controls.list_reason_codes())
+    if not form.validate_on_submit():
+        return _release_refused(user_id, form)
+    try:
+        outcome = approvals.submit(_release_intent(form), current_user)
+    except errors.WalletError as error:
+        form.reference_id.data = None  # a refused request keeps its reference: send a new one
+        return _release_refused(user_id, form, _explain_release(form, error))
+    return _released(user_id, Released.of(hold, outcome))
+
+
+def _hold_of(user_id: int, hold_id: int) -> queries.HoldRow:
+    hold = queries.get_hold(hold_id)
+    if hold.user_id != user_id:
+        raise errors.UnknownHold(f"user {user_id} has no hold {hold_id}", hold_id=hold_id)
+    return hold
+
+
+def _release_intent(form: ReleaseForm) -> approvals.Intent:
+    return approvals.Intent("void", form.reference_id.data, form.reason_code.data,
+                            form.reason.data, ticket=form.ticket.data or None,
+                            hold_id=form.hold_id)
+
+
+def _explain_release(form: ReleaseForm, error: errors.WalletError) -> str | None:
+    """What a hold no longer open became (its form is gone); else None, the refusal next to
+    its field."""
+    if isinstance(error, errors.HoldNotOpen):
+        return (f"Hold #{form.hold_id} {NOT_OPEN[error.details['status']]}. "
+                "Nothing moved.")
+    if not (form.explain(error) or _explain_resent(form, error)):
+        form.form_errors.append(error.message)
+    return None
+
+
+def _release_refused(user_id: int, form: ReleaseForm, refusal: str | None = None):
+    if form.reference_id.data is None or form.reference_id.errors:  # refused: a fresh one
+        form.reference_id.data = new_reference()
+    if is_htmx():
+        return render("users/_hold.html", status=422, user=queries.get_user(user_id),
+                      hold=queries.get_hold(form.hold_id), form=form, refusal=refusal)
+    return render("users/user.html", status=422, **_page_context(
+        user_id, release=None if refusal else form, hold_refusal=refusal))
+
+
+def _released(user_id: int, done: Released):
+    if not is_htmx():
+        flash(approvals_pages.sent_for_approval(done.request_id, done.waiting) if done.pending
+              else done.message)
+        return redirect(url_for("users.user", user_id=user_id, asset=done.asset), 303)
+    return render("users/_released.html", hold=queries.get_hold(done.hold_id), released=done,
+                  pending=done.request_id if done.pending else None,
                   **_page_context(user_id, asset=done.asset))
 
 
@@ -295,7 +516,7 @@ def _succeeded(user_id: int, form: MovementForm, done: Done):
 @role_required("operator")
 def transfer(user_id: int):
     queries.get_user(user_id)
-    form = TransferForm(queries.list_asset_codes())
+    form = _new_transfer_form()
     done = _post_transfer(form, user_id) if form.validate_on_submit() else None
     if done is None:
         if form.recipient is None and not form.to.errors:
@@ -304,26 +525,24 @@ def transfer(user_id: int):
             form.reference_id.data = new_reference()
         return _transfer_answer(user_id, form, status=422)
     if not is_htmx():
-        flash(done.message)
-        return redirect(url_for("users.user", user_id=user_id, asset=done.asset), 303)
+        return _back_with(done, user_id)
     return render("users/_transfer_done.html", done=done,
                   **_page_context(user_id, asset=done.asset))  # a fresh form, new balances
 
 
 def _post_transfer(form: TransferForm, user_id: int) -> Done | None:
     form.recipient = _recipient(form, user_id)
-    if form.recipient is None or not _within_limit(form):
+    if form.recipient is None:
         return None
     try:
-        receipt = ledger.transfer(user_id, form.recipient.id, form.asset.data, form.amount.data,
-                                  form.reference_id.data, description=form.reason.data.strip(),
-                                  actor=_actor())
+        outcome = approvals.submit(_intent(form, user_id, form.recipient.id), current_user)
     except errors.WalletError as error:
+        form.reference_id.data = None  # a refused request keeps its reference: send a new one
         _explain_transfer(form, error, user_id)
         return None
-    sent = next(leg.balance_after for leg in receipt.postings if leg.amount < 0)
-    return Done("transfer", form.asset.data, form.amount.data, receipt.id, sent,
-                receipt.replayed, recipient=form.recipient.username)
+    sent = outcome.receipt and next(leg.balance_after for leg in outcome.receipt.postings
+                                    if leg.amount < 0)
+    return _done(form, outcome, sent, recipient=form.recipient.username)
 
 
 def _recipient(form: TransferForm, user_id: int) -> User | None:
@@ -371,7 +590,7 @@ def _explain_transfer(form: TransferForm, error: errors.WalletError, user_id: in
                                   f"{form.asset.data} maximum of "
                                   f"{error.details['max_balance']:,}.")
     else:
-        _explain(form, error)
+        _explain(form, error)  # a ledger refusal the transfer shares with the other movements
 
 
 def _sender_refused(error: errors.WalletError, user_id: int) -> bool:
@@ -405,7 +624,7 @@ def recipient(user_id: int):
     if not is_htmx():
         return redirect(url_for("users.user", user_id=user_id))
     sender = queries.get_user(user_id)
-    form = TransferForm(queries.list_asset_codes(), formdata=None)
+    form = _new_transfer_form(formdata=None)
     picked = parse_integer(request.args.get("pick", ""))
     form.recipient = _chosen(picked, sender.id)
     if picked is not None and form.recipient is None:
