@@ -4,7 +4,8 @@
         --clients 64 --duration 15 --users users.json --out outcome.json   (key: $BENCH_API_KEY)
 
 Scenarios: hot-treasury (top-ups spread over all users), hot-wallet (spends of 1 on one
-wallet, --hot-user), mixed (45% top-up, 10% bonus, 35% spend, 10% balance reads).
+wallet, --hot-user), mixed (45% top-up, 10% bonus, 35% spend, 10% balance reads),
+hold-capture (a purchase: POST /api/v1/holds, then capture all of it: two requests).
 Every request has a fresh uuid reference_id. The outcome file holds the latency figures and,
 for the conservation check, each user's sum of posted (200) movements, plus the
 references whose outcome is unknown (lost connection, 5xx) so the caller can look them up.
@@ -26,20 +27,23 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-SCENARIOS = ("hot-treasury", "hot-wallet", "mixed")
+SCENARIOS = ("hot-treasury", "hot-wallet", "mixed", "hold-capture")
 MIXED_WEIGHTS = (("topup", 45), ("bonus", 10), ("spend", 35), ("balance", 10))
-SIGN = {"topup": +1, "bonus": +1, "spend": -1}
-AMOUNT_RANGE = {"topup": (1, 1000), "bonus": (1, 100), "spend": (1, 100)}
+SIGN = {"topup": +1, "bonus": +1, "spend": -1, "hold": -1, "capture": 0}  # a full capture
+AMOUNT_RANGE = {"topup": (1, 1000), "bonus": (1, 100), "spend": (1, 100), "hold": (1, 100)}
 REQUEST_TIMEOUT = 30
-POSTED = 200  # /wallet/* answers a new movement as the original did; every reference is new
+# /wallet/* answers a new movement with 200 as the original did, /api/v1 with 201; every
+# reference is new, so a replay (200 on /api/v1) is never expected.
+POSTED = {"topup": 200, "bonus": 200, "spend": 200, "hold": 201, "capture": 201}
 
 
 @dataclass(frozen=True)
 class Call:
-    kind: str  # topup, bonus, spend or balance
+    kind: str  # topup, bonus, spend, balance, hold or capture
     user_id: int
     amount: int = 0
     reference_id: str = ""
+    hold_id: int = 0  # a capture's
 
 
 @dataclass
@@ -58,7 +62,7 @@ class Outcome:
         if call.kind == "balance":
             return
         delta = SIGN[call.kind] * call.amount
-        if status == POSTED:
+        if status == POSTED[call.kind]:
             self.moves[call.user_id] += delta
         elif status is None or status >= 500:
             self.unknown.append({"reference_id": call.reference_id, "user_id": call.user_id,
@@ -80,7 +84,8 @@ class CallMaker:
     def next(self) -> Call:
         if self.scenario == "hot-wallet":
             return Call("spend", self.hot_user, 1, self._reference())
-        kind = "topup" if self.scenario == "hot-treasury" else self._mixed_kind()
+        kind = {"hot-treasury": "topup", "hold-capture": "hold"}.get(self.scenario)
+        kind = kind or self._mixed_kind()
         user = self.random.choice(self.users)
         if kind == "balance":
             return Call(kind, user)
@@ -95,20 +100,30 @@ class CallMaker:
         return f"bench-{uuid.uuid4()}"
 
 
-async def send(session: aiohttp.ClientSession, base: str, call: Call) -> tuple[int | None, str | None]:
-    """(HTTP status, error code) of one call; (None, None) when no answer came back."""
+async def send(session: aiohttp.ClientSession, base: str,
+               call: Call) -> tuple[int | None, str | None, dict | None]:
+    """(HTTP status, error code, body of a success) of one call; Nones when no answer came."""
     try:
-        if call.kind == "balance":
-            request = session.get(f"{base}/wallet/{call.user_id}/balance")
-        else:
-            body = {"user_id": call.user_id, "amount": call.amount,
-                    "reference_id": call.reference_id}
-            request = session.post(f"{base}/wallet/{call.kind}", json=body)
-        async with request as response:
+        async with _request(session, base, call) as response:
             payload = await response.read()
-            return response.status, _error_code(response.status, payload)
+            body = json.loads(payload) if response.status in (200, 201) else None
+            return response.status, _error_code(response.status, payload), body
     except (aiohttp.ClientError, asyncio.TimeoutError):
-        return None, None
+        return None, None, None
+
+
+def _request(session: aiohttp.ClientSession, base: str, call: Call):
+    if call.kind == "balance":
+        return session.get(f"{base}/wallet/{call.user_id}/balance")
+    if call.kind == "hold":
+        return session.post(f"{base}/api/v1/holds", json={
+            "user_id": call.user_id, "asset": "GOLD", "amount": call.amount,
+            "reference_id": call.reference_id})
+    if call.kind == "capture":
+        return session.post(f"{base}/api/v1/holds/{call.hold_id}/capture",
+                            json={"reference_id": call.reference_id})
+    body = {"user_id": call.user_id, "amount": call.amount, "reference_id": call.reference_id}
+    return session.post(f"{base}/wallet/{call.kind}", json=body)
 
 
 def _error_code(status: int, payload: bytes) -> str | None:
@@ -123,8 +138,14 @@ def _error_code(status: int, payload: bytes) -> str | None:
 async def client_loop(session, base: str, maker: CallMaker, outcome: Outcome, until: float) -> None:
     while (now := time.perf_counter()) < until:
         call = maker.next()
-        status, code = await send(session, base, call)
+        status, code, body = await send(session, base, call)
         outcome.record(call, status, code, time.perf_counter() - now)
+        if call.kind == "hold" and status == POSTED["hold"]:  # delivered: capture all of it
+            capture = Call("capture", call.user_id, call.amount, call.reference_id + ":capture",
+                           body["id"])
+            started = time.perf_counter()
+            status, code, _ = await send(session, base, capture)
+            outcome.record(capture, status, code, time.perf_counter() - started)
 
 
 async def drive(base: str, key: str, maker: CallMaker, clients: int, duration: float) -> tuple[Outcome, float]:

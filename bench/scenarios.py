@@ -99,8 +99,8 @@ def fund(bench: Bench, user: int, amount: int, reference: str) -> None:
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {bench.key}"}) as session:
             return await load.send(session, bench.server.base,
                                    load.Call("topup", user, amount, reference))
-    status, code = load.run_coroutine(topup())
-    if status != load.POSTED:
+    status, code, _ = load.run_coroutine(topup())
+    if status != load.POSTED["topup"]:
         raise RuntimeError(f"funding user {user} failed: {status} {code}")
 
 
@@ -120,8 +120,8 @@ def drain(bench: Bench, user: int) -> dict:
 
     answers = load.run_coroutine(burst())
     end = database.gold_balances(bench.url)[user]
-    succeeded = sum(1 for status, _ in answers if status == load.POSTED)
-    refused = sum(1 for _, code in answers if code == "insufficient_funds")
+    succeeded = sum(1 for status, _, _ in answers if status == load.POSTED["spend"])
+    refused = sum(1 for _, code, _ in answers if code == "insufficient_funds")
     exact = succeeded == balance // amount and end == balance - succeeded * amount
     return {"requests": DRAIN_REQUESTS, "balance": balance, "amount": amount,
             "succeeded": succeeded, "refused": refused, "end": end,

@@ -36,6 +36,19 @@ def test_load_run_is_conserved_and_an_unaccounted_movement_is_caught(bench):
                       "expected": expected.get(stray, 0)}]
 
 
+def test_the_hold_capture_run_is_conserved_and_leaves_no_open_hold(bench):
+    before = database.gold_balances(bench.url)
+    outcome = scenarios.run_load(bench, "hold-capture", clients=4, seconds=2)
+    after = database.gold_balances(bench.url)
+
+    summary = outcome["summary"]
+    assert summary["errors"] == 0 and summary["statuses"]["hold:201"] > 10
+    assert summary["statuses"]["capture:201"] == summary["statuses"]["hold:201"]
+    expected = conservation.expected_moves(outcome["moves"], outcome["unknown"], set())
+    assert conservation.mismatches(before, after, expected) == []
+    assert audit.verify().ok
+
+
 def test_a_wrong_expected_sum_is_reported():
     before, after = {1: 100, 2: 50}, {1: 130, 2: 50}
     assert conservation.mismatches(before, after, {1: 30}) == []

@@ -1,0 +1,63 @@
+"""The sweeper: releases expired holds, expires approval requests past their time and finishes
+requests a crash cut off. `flask --app wsgi sweep` runs it once; `--every 60` keeps running it
+(the compose service `sweeper`). Every job is idempotent and safe beside another sweeper and
+beside the requests themselves, so a killed sweeper loses nothing: the next pass does it.
+A pass that fails (the database restarting) is logged and tried again at the next tick.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+
+import click
+from flask.cli import with_appcontext
+from sqlalchemy.exc import DBAPIError
+
+from . import approvals, holds
+from .extensions import db
+
+log = logging.getLogger("wallet_web.sweeper")
+JOBS = (
+    ("holds_released", holds.expire_due),
+    ("requests_expired", approvals.expire_due),
+    ("requests_settled", approvals.settle_stuck),
+)
+
+
+def sweep_once() -> dict[str, int]:
+    return {name: job() for name, job in JOBS}
+
+
+@click.command("sweep")
+@click.option("--every", type=click.FloatRange(min=0.1), default=None,
+              help="Seconds between passes; without it, one pass and exit.")
+@with_appcontext
+def sweep_command(every: float | None) -> None:
+    """Release expired holds and expire or finish approval requests."""
+    if every is None:
+        click.echo(" ".join(f"{name}={count}" for name, count in sweep_once().items()))
+        return
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    log.info("sweeper started", extra={"fields": {"every_seconds": every}})
+    while not stopping.is_set():
+        started = time.monotonic()
+        _pass()
+        stopping.wait(max(every - (time.monotonic() - started), 0))
+    log.info("sweeper stopped")
+
+
+def _pass() -> None:
+    try:
+        done = sweep_once()
+    except DBAPIError as error:  # the database is away: the next tick tries again
+        db.session.rollback()
+        log.warning("sweep failed", extra={"fields": {"error": type(error.orig).__name__}})
+        return
+    finally:
+        db.session.remove()
+    if any(done.values()):
+        log.info("swept", extra={"fields": done})
