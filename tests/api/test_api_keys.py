@@ -8,7 +8,7 @@ import pytest
 from flask import url_for
 from sqlalchemy import inspect, text
 
-from wallet_web import accounts, api_keys, ledger
+from wallet_web import accounts, api_keys, holds, ledger
 from wallet_web.api.errors import is_api_path
 from wallet_web.api.openapi import OPERATIONS
 from wallet_web.extensions import db
@@ -57,7 +57,8 @@ def call(app, client, make_user, wallet_of):
     user = make_user(balance=100)
     values = {"user_id": user, "account_id": wallet_of(user),
               "tx_id": ledger.topup(user, "GOLD", 5, "route-probe-target").id,
-              "external_id": _user_with_external_id()}
+              "external_id": _user_with_external_id(),
+              "hold_id": holds.place(user, "GOLD", 1, "route-probe-hold").hold.id}
     operations = {op.endpoint: op for op in OPERATIONS}
 
     def send(method: str, rule, headers: dict):

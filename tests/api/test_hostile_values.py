@@ -9,7 +9,7 @@ from urllib.parse import quote
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from wallet_web import accounts, audit, ledger
+from wallet_web import accounts, audit, holds, ledger
 from wallet_web.api.openapi import OPERATIONS
 
 from ..hostile import json_values, money, text_values
@@ -39,7 +39,9 @@ def ids(make_user):
     spent = ledger.spend(user, "GOLD", 1, "hostile-api-seed")
     wallet = next(leg.account_id for leg in spent.postings if leg.balance_after is not None)
     accounts.register_user("hostile_owner", "hostile-owner@example.com", "game:hostile")
-    return {"user_id": user, "tx_id": spent.id, "account_id": wallet, "external_id": "game:hostile"}
+    hold = holds.place(user, "GOLD", 1, "hostile-api-hold").hold.id
+    return {"user_id": user, "tx_id": spent.id, "account_id": wallet, "external_id": "game:hostile",
+            "hold_id": hold}
 
 
 def test_no_field_gets_a_5xx_or_moves_money_when_refused(client, auth, read_key, ids):

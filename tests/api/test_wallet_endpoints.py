@@ -17,8 +17,9 @@ def test_balance_lists_one_wallet_per_currency_and_the_gold_total(client, auth, 
     assert response.status_code == 200
     body = response.json
     assert body["user_id"] == user and body["total_balance"] == 100
+    assert (body["available_balance"], body["held_balance"]) == (100, 0)
     assert sorted(a["currency"] for a in body["accounts"]) == ["DIAMOND", "GOLD", "LOYALTY"]
-    assert set(body["accounts"][0]) == {"id", "name", "currency", "balance"}
+    assert set(body["accounts"][0]) == {"id", "name", "currency", "balance", "available", "held"}
 
 
 def test_topup_returns_200_success_with_the_receipt_and_the_balance_after(post_movement, user):
