@@ -32,15 +32,16 @@ def _targets(results: dict) -> str:
 
 
 def _writes(results: dict) -> str:
-    rows = ["| Scenario | Clients | req/s | ok/s | p50 ms | p95 ms | p99 ms | errors | refused "
-            "| conserved | CPU s: gunicorn / postgres / loadgen / other (wall s) "
+    rows = ["| Scenario | Clients | req/s | ok/s | movements/s | p50 ms | p95 ms | p99 ms | errors "
+            "| refused | conserved | CPU s: gunicorn / postgres / loadgen / other (wall s) "
             "| CPU ms per request: gunicorn / postgres |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|"]
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|"]
     for scenario, levels in results.get("scenarios", {}).items():
         for clients, level in levels.items():
             ms, cpu = level["latency_ms"], level["cpu_s"]
             rows.append(
-                f"| {scenario} | {clients} | {level['requests_per_s']:,.0f} | {level['ok_per_s']:,.0f} "
+                f"| {_scenario_name(results, scenario)} | {clients} "
+                f"| {level['requests_per_s']:,.0f} | {level['ok_per_s']:,.0f} | {_movements(level)} "
                 f"| {ms.get('p50')} | {ms.get('p95')} | {ms.get('p99')} | {level['errors']} "
                 f"| {level['refused']} | {'yes' if level['conservation']['ok'] else 'NO'} "
                 f"| {cpu['gunicorn']} / {cpu['postgres']} / {cpu['loadgen']} / {cpu['other']} "
@@ -55,23 +56,43 @@ def _writes(results: dict) -> str:
     return "\n".join(rows)
 
 
+def _scenario_name(results: dict, scenario: str) -> str:
+    size = results.get("settings", {}).get("batch_size")
+    return f"batch ({size:,} items)" if scenario == "batch" and size else scenario
+
+
+def _movements(level: dict) -> str:
+    """Movements posted per second (a batch's items; no balance reads): results before the
+    batch scenario have none."""
+    per_s = level.get("movements_per_s")
+    return "-" if per_s is None else f"{per_s:,.0f}"
+
+
 def _per_request(level: dict) -> str:
     per = level.get("cpu_ms_per_request")
-    return f"{per['gunicorn']} / {per['postgres']}" if per else "-"
+    if not per:
+        return "-"
+    text = f"{per['gunicorn']} / {per['postgres']}"
+    movement = level.get("cpu_ms_per_movement")  # a batch's
+    if movement:
+        text += f"; per movement {movement['gunicorn']} / {movement['postgres']}"
+    return text
 
 
 def _database_limit(results: dict) -> str:
     pg = results.get("pgbench")
     if not pg:
         return "pgbench: not run."
-    ratio = results.get("http_db_ratio")
+    ratio = results.get("http_db_ratio")  # only when hot-treasury ran
     cpu = pg["cpu_s"]
-    return (f"Database limit (`{pg['command']}`): **{pg['tps']:,.0f} transfers/s**, "
+    text = (f"Database limit (`{pg['command']}`): **{pg['tps']:,.0f} transfers/s**, "
             f"latency {pg['latency_ms']} ms, {pg['failed']:.0f} failed, "
             f"{pg.get('postgres_cpu_ms_per_transfer')} ms of PostgreSQL CPU per transfer; CPU s postgres "
-            f"{cpu['postgres']}, pgbench {cpu['pgbench']}, other {cpu['other']} (wall {cpu['wall']}). "
-            f"HTTP/db ratio (hot-treasury ok/s at {ratio['clients']} clients / pgbench tps): "
-            f"**{ratio['ratio']}**." if ratio else "")
+            f"{cpu['postgres']}, pgbench {cpu['pgbench']}, other {cpu['other']} (wall {cpu['wall']}).")
+    if ratio:
+        text += (f" HTTP/db ratio (hot-treasury ok/s at {ratio['clients']} clients / pgbench tps): "
+                 f"**{ratio['ratio']}**.")
+    return text
 
 
 def _reads(results: dict) -> str:

@@ -37,7 +37,7 @@ def open_bench(url: str, key: str, server: Gunicorn, users: list[int]) -> Bench:
 
 
 def run_load(bench: Bench, scenario: str, clients: int, seconds: float,
-             hot_user: int | None = None) -> dict:
+             hot_user: int | None = None, batch_size: int | None = None) -> dict:
     """bench/load.py in its own process; returns its outcome."""
     with tempfile.NamedTemporaryFile(prefix="bench-outcome-", suffix=".json") as out:
         command = [str(BIN / "python"), str(BENCH / "load.py"), "--base", bench.server.base,
@@ -45,6 +45,8 @@ def run_load(bench: Bench, scenario: str, clients: int, seconds: float,
                    "--users", bench.users_file, "--out", out.name]
         if hot_user is not None:
             command += ["--hot-user", str(hot_user)]
+        if batch_size is not None:
+            command += ["--batch-size", str(batch_size)]
         env = {**os.environ, "BENCH_API_KEY": bench.key}
         subprocess.run(command, cwd=ROOT, env=env, check=True, timeout=seconds + 120)
         with open(out.name) as file:
@@ -52,16 +54,19 @@ def run_load(bench: Bench, scenario: str, clients: int, seconds: float,
 
 
 def run_level(bench: Bench, scenario: str, clients: int, seconds: float, warmup: float,
-              hot_user: int | None = None) -> dict:
+              hot_user: int | None = None, batch_size: int | None = None) -> dict:
     before = database.gold_balances(bench.url)
-    outcomes = [run_load(bench, scenario, clients, warmup, hot_user)] if warmup > 0 else []
+    load_args = (hot_user, batch_size)
+    outcomes = [run_load(bench, scenario, clients, warmup, *load_args)] if warmup > 0 else []
     with CpuMeter(bench.server.pid, database_name(bench.url)) as meter:
-        measured = run_load(bench, scenario, clients, seconds, hot_user)
+        measured = run_load(bench, scenario, clients, seconds, *load_args)
     after = database.gold_balances(bench.url)
     outcomes.append(measured)
     figures = measured["summary"]
     figures["cpu_s"] = meter.report(loadgen=figures.pop("loadgen_cpu_s"))
     figures["cpu_ms_per_request"] = per_request(figures["cpu_s"], figures["requests"])
+    if scenario == "batch":  # hundreds of movements per request
+        figures["cpu_ms_per_movement"] = per_request(figures["cpu_s"], figures["movements"])
     figures["conservation"] = check_conservation(bench.url, before, after, outcomes)
     if hot_user is not None:
         figures["hot_wallet"] = hot_wallet_figures(bench.url, hot_user, before, after)
@@ -69,7 +74,8 @@ def run_level(bench: Bench, scenario: str, clients: int, seconds: float, warmup:
 
 
 def per_request(cpu_s: dict, requests: int) -> dict:
-    """CPU milliseconds per request of each group: comparable across runs on a noisy box."""
+    """CPU milliseconds per request (or per movement) of each group: comparable across runs
+    on a noisy box."""
     return {group: round(cpu_s[group] * 1000 / max(requests, 1), 3)
             for group in ("gunicorn", "postgres", "loadgen")}
 

@@ -1,6 +1,8 @@
 """Settings read from the environment."""
 import os
 
+from .limits import BULK_FILE_MAX_BYTES
+
 WALLET_ENVS = ("development", "test", "production")
 
 
@@ -21,6 +23,8 @@ class Config:
     }
     SQLALCHEMY_TRACK_MODIFICATIONS = False
     MAX_CONTENT_LENGTH = 64 * 1024
+    MAX_BATCH_BODY = 8 * 1024 * 1024  # POST /api/v1/transactions/batch (1,000 items)
+    MAX_UPLOAD_BODY = BULK_FILE_MAX_BYTES + 64 * 1024  # POST /bulk: the file and its form
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = _optional_flag("SESSION_COOKIE_SECURE")  # unset: on in production

@@ -134,6 +134,27 @@ class InvalidTransfer(LedgerError):
     status = 422
 
 
+class DuplicateReference(LedgerError):
+    """A batch names one reference_id twice: the later item is refused, the first goes on."""
+
+    code = "duplicate_reference"
+    status = 422
+
+
+class BatchAborted(LedgerError):
+    """An item of an atomic batch that was valid, not posted because another was refused."""
+
+    code = "batch_aborted"
+    status = 424
+
+
+class InvalidUpload(WalletError):
+    """A bulk file that cannot be read at all (encoding, columns, size)."""
+
+    code = "invalid_upload"
+    status = 422
+
+
 class InvalidMetadata(LedgerError):
     code = "invalid_metadata"
     status = 422
@@ -258,6 +279,22 @@ class RequestFailed(RequestDecided):
 
 
 # ---------------------------------------------------------------- holds
+
+
+class NotYourUpload(ControlError):
+    code = "not_your_upload"
+    status = 403
+
+
+class FileAlreadySubmitted(ControlError):
+    """The same file (by its hash) is already a submitted bulk grant."""
+
+    code = "file_already_submitted"
+    status = 409
+
+
+class UnknownBulkGrant(NotFound):
+    code = "bulk_grant_not_found"
 
 
 class UnknownHold(NotFound):

@@ -11,6 +11,7 @@ from sqlalchemy.orm import aliased
 
 from . import audit_events
 from .extensions import db
+from .inputs import FORMULA_STARTS
 from .models import Account, AuditEvent, Hold, Posting, Transaction, User
 from .queries import (
     CONTROL_FIELDS, AuditFilters, Statement, TransactionFilters, filtered_audit_events,
@@ -25,7 +26,6 @@ AUDIT_HEADER = ("id", "created_at", "action", "outcome", "actor", "operator_id",
 STATEMENT_HEADER = ("entry", "posting_id", "transaction_id", "created_at", "kind",
                     "reference_id", "amount", "balance", "reason_code", "ticket", "maker",
                     "checker", "description")
-FORMULA_STARTS = "=+-@\uff1d\uff0b\uff0d\uff20"  # and their full-width forms
 ROWS_PER_CHUNK = 1000
 
 

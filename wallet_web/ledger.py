@@ -127,12 +127,11 @@ def transfer(from_user: int, to_user: int, asset: str, amount: int, reference_id
     """From one user's wallet to another's, same asset. Both wallets are locked in ascending
     id order like every other movement, so opposite transfers cannot deadlock."""
     check_amount(amount)
-    if from_user == to_user:
-        raise errors.InvalidTransfer("a transfer needs two different users", user_id=from_user)
-    payload = {"kind": "transfer", "user_id": from_user, "to_user_id": to_user, "asset": asset,
-               "amount": amount, "description": description, "metadata": metadata}
+    check_counterparty("transfer", from_user, to_user)
+    payload = transfer_payload(from_user, to_user, asset, amount, description, metadata)
+
     def post() -> Receipt:
-        with _posting_connection() as conn:
+        with posting_connection() as conn:
             source, source_rule = _wallet(conn, from_user, asset)
             target, target_rule = _wallet(conn, to_user, asset)
             return _post(conn, "transfer", [Leg(source, -amount), Leg(target, amount)],
@@ -151,7 +150,7 @@ def reverse(
     if metadata is not None:  # only then: earlier reversals' fingerprints stay valid
         payload["metadata"] = metadata
     with _announced("reversal") as announce:
-        with _posting_connection() as conn:
+        with posting_connection() as conn:
             original = _load_receipt(conn, transactions.c.id == transaction_id)
             if original is None:
                 raise errors.UnknownTransaction(f"transaction {transaction_id} does not exist")
@@ -171,7 +170,7 @@ def post(kind: str, legs: list[Leg], reference_id: str, **options) -> Receipt:
     payload = {"kind": kind, "legs": sorted([leg.account_id, leg.amount] for leg in legs)}
     payload.update(description=options.get("description", ""), metadata=options.get("metadata"))
     with _announced(kind) as announce:
-        with _posting_connection() as conn:
+        with posting_connection() as conn:
             receipt = _post(conn, kind, legs, reference_id, payload, **options)
         return announce.posted(receipt)
 
@@ -182,12 +181,10 @@ def _user_flow(
     actor: Actor = SYSTEM,
 ) -> Receipt:
     check_amount(amount)
-    payload = {
-        "kind": kind, "user_id": user_id, "asset": asset, "amount": amount,
-        "description": description, "metadata": metadata,
-    }
+    payload = flow_payload(kind, user_id, asset, amount, description, metadata)
+
     def post() -> Receipt:
-        with _posting_connection() as conn:
+        with posting_connection() as conn:
             wallet_id, house_id, rules = _wallet_and_house(conn, user_id, asset, house_kind)
             legs = [Leg(house_id, -sign * amount), Leg(wallet_id, sign * amount)]
             return _post(conn, kind, legs, reference_id, payload, description=description,
@@ -195,6 +192,19 @@ def _user_flow(
 
     with _announced(kind, asset) as announce:
         return announce.posted(releasing_expired_holds(post))
+
+
+def flow_payload(kind: str, user_id: int, asset: str, amount: int, description: str,
+                 metadata: dict | None) -> dict:
+    """What a user movement's fingerprint is made of (single and batch alike)."""
+    return {"kind": kind, "user_id": user_id, "asset": asset, "amount": amount,
+            "description": description, "metadata": metadata}
+
+
+def transfer_payload(from_user: int, to_user: int, asset: str, amount: int, description: str,
+                     metadata: dict | None) -> dict:
+    return {"kind": "transfer", "user_id": from_user, "to_user_id": to_user, "asset": asset,
+            "amount": amount, "description": description, "metadata": metadata}
 
 
 def releasing_expired_holds(post):
@@ -274,7 +284,7 @@ def wallet_and_house(conn: Connection, user_id: int, asset: str, house_kind: str
 
 
 @contextmanager
-def _posting_connection() -> Iterator[Connection]:
+def posting_connection() -> Iterator[Connection]:
     """Where transfers run. On PostgreSQL each statement commits by itself, because the one
     that writes (ledger_apply) is atomic on its own; everything before it only reads."""
     db.session.rollback()
@@ -287,17 +297,17 @@ def _posting_connection() -> Iterator[Connection]:
             yield conn
 
 
-_RULE_COLUMNS = (accounts.c.id, accounts.c.kind, accounts.c.asset_code, accounts.c.allow_negative)
+RULE_COLUMNS = (accounts.c.id, accounts.c.kind, accounts.c.asset_code, accounts.c.allow_negative)
 # Two lookups on unique/narrow indexes (an OR of both would need table statistics to be
 # planned well, and on a fresh bulk load it scanned every wallet of the asset).
-WALLET_OF = select(*_RULE_COLUMNS).where(
+WALLET_OF = select(*RULE_COLUMNS).where(
     accounts.c.user_id == bindparam("user_id"), accounts.c.asset_code == bindparam("asset"),
     accounts.c.kind == "wallet",
 )
-HOUSE_OF = select(*_RULE_COLUMNS).where(
+HOUSE_OF = select(*RULE_COLUMNS).where(
     accounts.c.kind == bindparam("house_kind"), accounts.c.asset_code == bindparam("asset"),
 )
-RULES = select(*_RULE_COLUMNS).where(accounts.c.id.in_(bindparam("ids", expanding=True)))
+RULES = select(*RULE_COLUMNS).where(accounts.c.id.in_(bindparam("ids", expanding=True)))
 CLAIM = {
     name: dialect.insert(transactions).on_conflict_do_nothing().returning(transactions.c.id)
     for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
@@ -353,8 +363,8 @@ def _post(
         check_amount(abs(leg.amount))
     rules = rules or _account_rules(conn, {leg.account_id for leg in legs})
     _check_balanced(legs, rules)
-    _check_ceilings(conn, legs, rules)
-    ordered = _lock_order(legs, rules)
+    check_ceilings(conn, legs, rules)
+    ordered = lock_order(legs, rules)
     fingerprint = fingerprint_of(payload)
     claim = dict(
         kind=kind, reference_id=reference_id, fingerprint=fingerprint, description=description,
@@ -371,7 +381,7 @@ def _post(
     return Receipt(tx_id, kind, reference_id, description, claim["created_at"], posted)
 
 
-def _lock_order(legs: list[Leg], rules: dict) -> list[Leg]:
+def lock_order(legs: list[Leg], rules: dict) -> list[Leg]:
     """Wallets by ascending id, then house legs: one global order, so no deadlock."""
     return sorted(legs, key=lambda leg: (rules[leg.account_id].allow_negative, leg.account_id))
 
@@ -396,7 +406,7 @@ def _check_balanced(legs: list[Leg], rules: dict[int, tuple]) -> None:
         raise errors.UnbalancedTransaction("legs do not sum to zero", totals=unbalanced)
 
 
-def _check_ceilings(conn, legs: list[Leg], rules: dict[int, tuple]) -> None:
+def check_ceilings(conn, legs: list[Leg], rules: dict[int, tuple]) -> None:
     """Amounts the database could not even add up safely are refused here; the asset's own
     (lower, settable) limits are checked by the write itself."""
     for leg in legs:
@@ -412,7 +422,7 @@ def _apply(conn, claim: dict, legs: list[Leg], rules) -> tuple[int | None, dict[
     on a frozen account, and a wallet leg also below zero."""
     if conn.dialect.name == "postgresql":
         return _apply_in_database(conn, claim, legs, rules)
-    return _apply_statements(conn, claim, legs, rules)
+    return apply_statements(conn, claim, legs, rules)
 
 
 def _apply_in_database(conn, claim: dict, legs: list[Leg], rules):
@@ -436,7 +446,7 @@ def _apply_in_database(conn, claim: dict, legs: list[Leg], rules):
     return tx_id, {leg.account_id: b for leg, b in zip(legs, balances) if b is not None}
 
 
-def _apply_statements(conn, claim: dict, legs: list[Leg], rules):
+def apply_statements(conn, claim: dict, legs: list[Leg], rules):
     tx_id = conn.execute(CLAIM[conn.dialect.name], claim).scalar()
     if tx_id is None:
         return None, {}
@@ -479,6 +489,13 @@ def _replay(conn, reference_id: str, fingerprint: str, reverses_id: int | None,
         transactions.c.reference_id == reference_id)).one_or_none()
     if original is None:  # the conflict was on reverses_id: reversed under another reference
         raise errors.AlreadyReversed(f"transaction {reverses_id} is already reversed")
+    check_replay(original, fingerprint, actor)
+    return replace(_receipt_of(conn, original), replayed=True)
+
+
+def check_replay(original, fingerprint: str, actor: Actor) -> None:
+    """May this caller replay `original` (a transactions row) with a request of `fingerprint`?"""
+    reference_id = original.reference_id
     if (original.actor, original.operator_id, original.api_key_id) != (
             actor.label, actor.operator_id, actor.api_key_id):
         raise errors.ReferenceTaken(f"reference_id {reference_id!r} is taken by another caller")
@@ -487,39 +504,42 @@ def _replay(conn, reference_id: str, fingerprint: str, reverses_id: int | None,
             f"reference_id {reference_id!r} was already used for a different request",
             transaction_id=original.id,
         )
-    return replace(_receipt_of(conn, original), replayed=True)
 
 
-REFUSAL_FACTS = (
-    select(accounts.c.status, accounts.c.balance, accounts.c.allow_negative, accounts.c.asset_code,
-           assets.c.max_amount, assets.c.max_balance)
+ACCOUNT_FACTS = (
+    select(accounts.c.id, accounts.c.status, accounts.c.balance, accounts.c.allow_negative,
+           accounts.c.asset_code, assets.c.max_amount, assets.c.max_balance)
     .join(assets, assets.c.code == accounts.c.asset_code)
-    .where(accounts.c.id == bindparam("account_id"))
 )
+REFUSAL_FACTS = ACCOUNT_FACTS.where(accounts.c.id == bindparam("account_id"))
 
 
 def _raise_refusal(conn, leg: Leg):
     """Why the write refused a leg (only refusals pay for this read)."""
-    facts = conn.execute(REFUSAL_FACTS, {"account_id": leg.account_id}).one()
+    raise refusal(conn.execute(REFUSAL_FACTS, {"account_id": leg.account_id}).one(), leg)
+
+
+def refusal(facts, leg: Leg) -> errors.LedgerError:
+    """The error for a leg the write refused, from its account's REFUSAL_FACTS row."""
     account = leg.account_id
     if facts.status == "closed":
-        raise errors.AccountClosed(f"account {account} is closed", account_id=account,
-                                   status=facts.status)
+        return errors.AccountClosed(f"account {account} is closed", account_id=account,
+                                    status=facts.status)
     if facts.status != "active" and (leg.amount < 0 or facts.allow_negative):
-        raise errors.AccountFrozen(f"account {account} is frozen: it takes credits only"
-                                   if not facts.allow_negative else f"account {account} is frozen",
-                                   account_id=account, status=facts.status)
+        return errors.AccountFrozen(f"account {account} is frozen: it takes credits only"
+                                    if not facts.allow_negative else f"account {account} is frozen",
+                                    account_id=account, status=facts.status)
     if facts.allow_negative:
-        raise errors.BalanceLimit(
+        return errors.BalanceLimit(
             f"house account {account} cannot take {leg.amount:+}: every shard is at its ceiling",
             account_id=account, requested=leg.amount)
     if abs(leg.amount) > facts.max_amount:
-        _raise_too_large(conn, leg, facts.asset_code)
+        return too_large(leg, facts.asset_code, facts.max_amount)
     if leg.amount < 0:
-        raise errors.InsufficientFunds(
+        return errors.InsufficientFunds(
             f"account {account} holds {facts.balance}, needs {-leg.amount}",
             account_id=account, available=facts.balance, requested=-leg.amount)
-    raise errors.BalanceLimit(
+    return errors.BalanceLimit(
         f"account {account} holds {facts.balance}; {leg.amount} more would exceed the "
         f"{facts.asset_code} maximum balance of {facts.max_balance}",
         account_id=account, balance=facts.balance, max_balance=facts.max_balance,
@@ -528,7 +548,11 @@ def _raise_refusal(conn, leg: Leg):
 
 def _raise_too_large(conn, leg: Leg, asset: str):
     max_amount = conn.execute(select(assets.c.max_amount).where(assets.c.code == asset)).scalar_one()
-    raise errors.AmountTooLarge(
+    raise too_large(leg, asset, max_amount)
+
+
+def too_large(leg: Leg, asset: str, max_amount: int) -> errors.AmountTooLarge:
+    return errors.AmountTooLarge(
         f"{abs(leg.amount)} is above the {asset} maximum of {max_amount} per movement",
         asset=asset, max_amount=max_amount, requested=abs(leg.amount))
 
@@ -552,7 +576,7 @@ def _wallet_and_house(conn, user_id: int, asset: str, house_kind: str):
     facts never change (status is checked by the write itself), so they are cached per app."""
     wallet_id, wallet = _wallet(conn, user_id, asset)
     cache = current_app.extensions.setdefault("ledger_accounts", {})
-    house = _cached(cache, (house_kind, asset), _find_house, conn, house_kind, asset)
+    house = cached(cache, (house_kind, asset), find_house, conn, house_kind, asset)
     return wallet_id, house.id, {wallet_id: wallet, house.id: house}
 
 
@@ -560,11 +584,11 @@ def _wallet(conn, user_id: int, asset: str):
     if not is_id(user_id):
         raise errors.UnknownUser(f"user {user_id!r} does not exist", user_id=user_id)
     cache = current_app.extensions.setdefault("ledger_accounts", {})
-    wallet = _cached(cache, ("wallet", user_id, asset), _find_wallet, conn, user_id, asset)
+    wallet = cached(cache, ("wallet", user_id, asset), _find_wallet, conn, user_id, asset)
     return wallet.id, wallet
 
 
-def _cached(cache: dict, key: tuple, find, *args):
+def cached(cache: dict, key: tuple, find, *args):
     row = cache.get(key)
     if row is None:
         row = cache[key] = find(*args)
@@ -576,18 +600,18 @@ def _cached(cache: dict, key: tuple, find, *args):
 def _find_wallet(conn, user_id: int, asset: str):
     row = conn.execute(WALLET_OF, {"user_id": user_id, "asset": asset}).first()
     if row is None:
-        _raise_missing_wallet(conn, user_id, asset)
+        raise_missing_wallet(conn, user_id, asset)
     return row
 
 
-def _find_house(conn, house_kind: str, asset: str):
+def find_house(conn, house_kind: str, asset: str):
     row = conn.execute(HOUSE_OF, {"house_kind": house_kind, "asset": asset}).first()
     if row is None:
         raise errors.UnknownAccount(f"no {house_kind} account for {asset}")
     return row
 
 
-def _raise_missing_wallet(conn, user_id: int, asset: str):
+def raise_missing_wallet(conn, user_id: int, asset: str):
     if conn.execute(select(users.c.id).where(users.c.id == user_id)).first() is None:
         raise errors.UnknownUser(f"user {user_id} does not exist", user_id=user_id)
     if conn.execute(select(assets.c.code).where(assets.c.code == asset)).first() is None:
@@ -604,6 +628,18 @@ def check_amount(amount) -> None:
         raise errors.InvalidAmount("amount must be an integer number of the asset's smallest unit")
     if amount < 1:
         raise errors.InvalidAmount("amount must be at least 1")
+
+
+def check_counterparty(kind: str, user_id: int, to_user_id: int | None) -> None:
+    """A transfer names its recipient, another user; no other movement names one."""
+    if kind != "transfer":
+        if to_user_id is not None:
+            raise errors.InvalidTransfer(f"to_user_id is for transfers, not {kind}",
+                                         field="to_user_id")
+    elif to_user_id is None:
+        raise errors.InvalidTransfer("a transfer needs to_user_id", field="to_user_id")
+    elif to_user_id == user_id:
+        raise errors.InvalidTransfer("a transfer needs two different users", user_id=user_id)
 
 
 def check_reference(reference_id) -> None:

@@ -19,6 +19,11 @@ DEFAULT_MAX_AMOUNT = 10**9
 DEFAULT_MAX_BALANCE = 10**12
 
 
+# Bulk grants (bulk_csv.py): the largest file and the most rows one upload may hold.
+BULK_FILE_MAX_BYTES = 8 * 1024 * 1024
+BULK_MAX_ROWS = 100_000
+
+
 def is_id(value: object) -> bool:
     """A database id: a positive bigint (never a bool)."""
     return type(value) is int and 0 < value <= BIGINT_MAX

@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import time
+from collections import Counter as Tally
 
 from flask import Blueprint, Flask, Response, abort, current_app, g, has_request_context, request
 from prometheus_client import (
@@ -28,7 +29,7 @@ from prometheus_client import (
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from . import errors, ledger
+from . import batch, errors, ledger
 from .extensions import csrf, db
 from .jsonlog import JsonFormatter
 
@@ -163,6 +164,29 @@ def on_refused(kind: str, error: errors.LedgerError, asset: str | None) -> None:
         INSUFFICIENT_FUNDS.labels(kind, asset or "multi").inc()
 
 
+def on_batch(_sender, outcomes: list, items: list) -> None:
+    """A batch's items counted like single movements, one update per label set."""
+    posted, replays, refusals, short = Tally(), Tally(), Tally(), Tally()
+    for item, outcome in zip(items, outcomes):
+        kind = getattr(item, "kind", "batch")
+        if outcome.error is not None:
+            refusals[kind, outcome.error.code] += 1
+            if isinstance(outcome.error, errors.InsufficientFunds):
+                short[kind, item.asset] += 1
+        elif outcome.receipt.replayed:
+            replays[kind] += 1
+        else:
+            posted[kind, item.asset] += 1
+    for labels, count in posted.items():
+        TRANSACTIONS.labels(*labels).inc(count)
+    for kind, count in replays.items():
+        REPLAYS.labels(kind).inc(count)
+    for labels, count in refusals.items():
+        REFUSALS.labels(*labels).inc(count)
+    for labels, count in short.items():
+        INSUFFICIENT_FUNDS.labels(*labels).inc(count)
+
+
 def on_locked(kind: str, seconds: float) -> None:
     LOCK_WAIT.labels(kind).observe(seconds)
 
@@ -203,3 +227,4 @@ def init_app(app: Flask) -> None:
     ledger.transaction_posted.connect(on_posted)
     ledger.transaction_refused.connect(on_refused)
     ledger.wallets_locked.connect(on_locked)
+    batch.batch_written.connect(on_batch)

@@ -338,6 +338,16 @@ def get_transaction(tx_id: int) -> Transaction:
     return _get(Transaction, tx_id, errors.UnknownTransaction, options=[loading])
 
 
+ACCOUNT_OWNERS = select(Account.id, Account.user_id, Account.asset_code).where(
+    Account.id.in_(bindparam("ids", expanding=True)))
+
+
+def account_owners(account_ids: set[int]) -> dict[int, tuple[int, str]]:
+    """account id -> (user id, asset) of each account, in one read (a batch's answer)."""
+    rows = db.session.execute(ACCOUNT_OWNERS, {"ids": sorted(account_ids)})
+    return {row.id: (row.user_id, row.asset_code) for row in rows}
+
+
 def find_transaction_by_reference(reference_id: str) -> Transaction | None:
     query = select(Transaction).where(Transaction.reference_id == reference_id)
     return db.session.scalars(query).first()
@@ -478,7 +488,8 @@ def pending_count(decider_id: int | None = None) -> int:
 
 # What approvals.py writes into a dashboard movement's metadata, shown as fields of their own.
 CONTROL_FIELDS = ("reason_code", "ticket", "checker")
-CONTROL_KEYS = (*CONTROL_FIELDS, "checker_id", "request_id")  # no API caller may write these
+# No API caller may write these.
+CONTROL_KEYS = (*CONTROL_FIELDS, "checker_id", "request_id", "bulk_grant")
 
 
 def meta_text(name: str):

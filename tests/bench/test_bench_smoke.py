@@ -1,9 +1,9 @@
 """The benchmark suite's pieces, cheaply: the load generator against a live gunicorn, the
-conservation check (it must catch a movement no request accounts for), the drain check, and
-the SQL history fill keeping every ledger invariant."""
+conservation check (it must catch a movement no request accounts for), the drain check, the
+batch scenario's per-item bookkeeping, and the SQL history fill keeping every ledger invariant."""
 import pytest
 
-from bench import conservation, database, fill_history, scenarios
+from bench import conservation, database, fill_history, load, scenarios
 from bench.server import Gunicorn
 from wallet_web import api_keys, audit, ledger
 
@@ -47,6 +47,33 @@ def test_the_hold_capture_run_is_conserved_and_leaves_no_open_hold(bench):
     expected = conservation.expected_moves(outcome["moves"], outcome["unknown"], set())
     assert conservation.mismatches(before, after, expected) == []
     assert audit.verify().ok
+
+
+def test_the_batch_level_is_conserved_and_counts_the_items_it_posted(bench):
+    level = scenarios.run_level(bench, "batch", clients=2, seconds=2, warmup=0, batch_size=20)
+
+    assert level["conservation"]["ok"] and level["errors"] == 0
+    assert level["statuses"] == {"batch:200": level["requests"]} and level["requests"] > 5
+    assert level["movements"] > 0
+    assert level["movements"] + level["refused"] == 20 * level["requests"]
+    assert set(level["item_statuses"]) <= {"topup:201", "spend:201", "spend:422"}
+    assert level["cpu_ms_per_movement"]["gunicorn"] < level["cpu_ms_per_request"]["gunicorn"]
+    assert audit.verify().ok
+
+
+def test_a_batch_answer_is_counted_item_by_item_and_a_lost_one_is_looked_up():
+    items = (load.Call("topup", 1, 5, "a"), load.Call("spend", 2, 3, "b"))
+    answered = {"items": [{"status": 201, "transaction": {}, "error": None},
+                          {"status": 422, "error": {"code": "insufficient_funds"}}]}
+    outcome = load.Outcome()
+    outcome.record(load.Batch(items), 200, None, 0.1, answered)
+    assert (outcome.movements, outcome.refused, outcome.errors) == (1, 1, 0)
+    assert dict(outcome.moves) == {1: 5} and outcome.unknown == []
+
+    outcome.record(load.Batch(items), None, None, 30.0)  # no answer came
+    assert (outcome.movements, outcome.errors) == (1, 1)
+    assert outcome.unknown == [{"reference_id": "a", "user_id": 1, "delta": 5},
+                               {"reference_id": "b", "user_id": 2, "delta": -3}]
 
 
 def test_a_wrong_expected_sum_is_reported():

@@ -12,11 +12,13 @@ from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AliasChoices, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic.json_schema import WithJsonSchema
 
-from ..inputs import parse_integer
+from ..inputs import ASSET_CODE, parse_integer
 from ..limits import BIGINT_MAX
 from ..accounts import EXTERNAL_ID, MAX_REASON, USERNAME
 from ..audit_events import ACTIONS
+from ..batch import MAX_ITEMS
 from ..controls import MAX_TICKET
 from ..kinds import API_KINDS, HOUSE_FLOWS, NAMES as TRANSACTION_KINDS
 from ..holds import DEFAULT_EXPIRY_SECONDS, MAX_EXPIRY_SECONDS
@@ -57,7 +59,7 @@ def _utc(moment: datetime) -> datetime:
 Text = Annotated[str, Field(pattern=r"^[^\x00]*$"), AfterValidator(_encodable)]
 Id = Annotated[int, Field(ge=1, le=BIGINT_MAX)]
 Amount = Annotated[int, Field(ge=1, le=BIGINT_MAX, description="integer, in the asset's smallest unit")]
-AssetCode = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{0,15}$", examples=["GOLD"])]
+AssetCode = Annotated[str, Field(pattern=f"^{ASSET_CODE}$", examples=["GOLD"])]
 ReferenceId = Annotated[Text, Field(min_length=1, max_length=128,
                                     description="idempotency key: the same request may be retried with it")]
 Description = Annotated[Text, Field(max_length=500)]
@@ -394,6 +396,37 @@ class AuditEventPage(BaseModel):
 
 
 HoldStatus = Literal[HOLD_STATUSES]
+
+
+# Each item is checked on its own (one bad item does not refuse the others), so the envelope
+# takes any objects and documents them as what they must be.
+BatchItem = Annotated[Any, WithJsonSchema({"$ref": "#/components/schemas/TransactionRequest"})]
+
+
+class BatchRequest(Body):
+    items: list[BatchItem] = Field(min_length=1, max_length=MAX_ITEMS,
+                                   description="each one a TransactionRequest, its own "
+                                   "transaction with its own reference_id")
+    atomic: bool = Field(False, description="all or nothing: when one item is refused, "
+                         "none is posted (the answer is 422, the others `batch_aborted`)")
+
+
+class BatchItemOut(BaseModel):
+    status: int = Field(description="201 posted, 200 replayed, else the error's HTTP status")
+    transaction: TransactionOut | None = None
+    error: ErrorDetail | None = None
+
+
+class BatchCounts(BaseModel):
+    posted: int
+    replayed: int
+    refused: int
+
+
+class BatchResponse(BaseModel):
+    atomic: bool
+    counts: BatchCounts
+    items: list[BatchItemOut] = Field(description="one per item, in the order sent")
 
 
 class HoldRequest(Body):

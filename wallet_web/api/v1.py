@@ -141,15 +141,11 @@ def transactions(query: TransactionQuery):
            replayable=True, errors=(404, 409, 423))
 def create_transaction(body: TransactionRequest):
     options = dict(description=body.description, metadata=body.metadata, actor=current_actor())
+    ledger.check_counterparty(body.kind, body.user_id, body.to_user_id)
     if body.kind == "transfer":
-        if body.to_user_id is None:
-            raise errors.InvalidTransfer("a transfer needs to_user_id", field="to_user_id")
         receipt = ledger.transfer(body.user_id, body.to_user_id, body.asset, body.amount,
                                   body.reference_id, **options)
     else:
-        if body.to_user_id is not None:
-            raise errors.InvalidTransfer(f"to_user_id is for transfers, not {body.kind}",
-                                         field="to_user_id")
         receipt = ledger.move(body.kind, body.user_id, body.asset, body.amount,
                               body.reference_id, **options)
     return receipt_response(_transaction(queries.get_transaction(receipt.id)), receipt)
