@@ -33,10 +33,14 @@ from .audit_events import Who
 from .extensions import db
 from .inputs import holds_nul
 from .limits import is_id
-from .models import Asset, MovementRequest, Operator, Transaction, utcnow
+from .models import (
+    Asset, BulkGrant, BulkGrantTotal, MovementRequest, Operator, Transaction, utcnow,
+)
 
 requests = MovementRequest.__table__
 operators = Operator.__table__
+grants = BulkGrant.__table__
+grant_totals = BulkGrantTotal.__table__
 COUNTED = ("posting", "posted", "approving", "approved")
 SETTLED = ("posted", "approved")
 STUCK_AFTER = timedelta(minutes=1)  # a request still posting/approving this long was cut off
@@ -206,7 +210,7 @@ def _again(row, maker: Person, fingerprint: str):
                                 request_id=row.id, status=row.status)
 
 
-USED_TODAY = (
+_REQUESTS_USED = (
     select(func.coalesce(func.sum(requests.c.amount), 0))
     .where(requests.c.maker_id == bindparam("maker_id"),
            requests.c.asset_code == bindparam("asset"),
@@ -214,6 +218,16 @@ USED_TODAY = (
            or_(requests.c.status.in_(COUNTED),
                and_(requests.c.status == "pending", requests.c.expires_at > bindparam("now"))))
 )
+# A bulk grant counts when it posts without a checker (bulk.py); an approved one does not.
+_BULK_USED = (
+    select(func.coalesce(func.sum(grant_totals.c.total), 0))
+    .join_from(grant_totals, grants, grants.c.id == grant_totals.c.grant_id)
+    .where(grants.c.maker_id == bindparam("maker_id"),
+           grant_totals.c.asset_code == bindparam("asset"),
+           grants.c.submitted_at >= bindparam("day_start"),
+           grants.c.status.in_(("posting", "done")), grants.c.needs_approval.is_(False))
+)
+USED_TODAY = select(_REQUESTS_USED.scalar_subquery() + _BULK_USED.scalar_subquery())
 
 
 def _open(intent: Intent, maker: Person, who: Who, fingerprint: str, limit: int, pending: bool):
@@ -221,15 +235,8 @@ def _open(intent: Intent, maker: Person, who: Who, fingerprint: str, limit: int,
     transaction holding the maker's operator row, so concurrent submissions queue."""
     now = utcnow()
     with write_transaction() as conn:  # SQLite: the database's write lock from BEGIN
-        conn.execute(select(operators.c.id).where(operators.c.id == maker.id)
-                     .with_for_update(key_share=True))  # NO KEY UPDATE: an FK to it does not wait
-        used = conn.execute(USED_TODAY, {"maker_id": maker.id, "asset": intent.asset,
-                                         "day_start": _day_start(now), "now": now}).scalar_one()
-        if used + intent.amount > limit:
-            left = max(limit - used, 0)
-            raise errors.DailyLimitExceeded(
-                f"above your daily {intent.asset} limit: {left:,} of {limit:,} left today (UTC)",
-                asset=intent.asset, limit=limit, used=used, left=left)
+        lock_maker(conn, maker.id)
+        check_daily_limit(conn, maker.id, intent.asset, intent.amount, limit, now)
         expires = now + timedelta(hours=current_app.config["APPROVAL_EXPIRY_HOURS"])
         row = conn.execute(insert(requests).values(
             reference_id=intent.reference_id, fingerprint=fingerprint, kind=intent.kind,
@@ -244,6 +251,24 @@ def _open(intent: Intent, maker: Person, who: Who, fingerprint: str, limit: int,
                             who=who, object_type="request", object_id=row.id,
                             **_summary(row))
     return row
+
+
+def lock_maker(conn, maker_id: int) -> None:
+    """Hold the maker's operator row, so that one maker's submissions are counted in turn."""
+    conn.execute(select(operators.c.id).where(operators.c.id == maker_id)
+                 .with_for_update(key_share=True))  # NO KEY UPDATE: an FK to it does not wait
+
+
+def check_daily_limit(conn, maker_id: int, asset: str, amount: int, limit: int,
+                      now: datetime) -> None:
+    """DailyLimitExceeded unless `amount` more fits the maker's day (lock_maker first)."""
+    used = conn.execute(USED_TODAY, {"maker_id": maker_id, "asset": asset,
+                                     "day_start": _day_start(now), "now": now}).scalar_one()
+    if used + amount > limit:
+        left = max(limit - used, 0)
+        raise errors.DailyLimitExceeded(
+            f"above your daily {asset} limit: {left:,} of {limit:,} left today (UTC)",
+            asset=asset, limit=limit, used=used, left=left)
 
 
 def _summary(row) -> dict:
@@ -348,8 +373,8 @@ def _claim(request_id: int, checker: Person, reason: str, status: str, verb: str
     who = Who(checker.label, operator_id=checker.id)
     try:
         row = queries.get_request(request_id)
-        _check_checker(row, checker)
-        reason = _checked_decision_reason(reason)
+        check_checker(row.maker_id, checker, request_id=row.id)
+        reason = checked_decision_reason(reason)
         now = utcnow()
         with write_transaction() as conn:
             claimed = conn.execute(update(requests).where(
@@ -370,17 +395,18 @@ def _claim(request_id: int, checker: Person, reason: str, status: str, verb: str
         raise
 
 
-def _check_checker(row, checker: Person) -> None:
-    if row.maker_id == checker.id:
+def check_checker(maker_id: int, checker: Person, **details) -> None:
+    """May `checker` decide what `maker_id` asked for? (Never the maker, an approver only.)"""
+    if maker_id == checker.id:
         raise errors.SelfApproval("you made this request: another operator must decide it",
-                                  request_id=row.id)
+                                  **details)
     rights = db.session.execute(select(operators.c.can_approve, operators.c.is_active)
                                 .where(operators.c.id == checker.id)).first()
     if rights is None or not (rights.can_approve and rights.is_active):
-        raise errors.NotAnApprover("you do not have the approver right", request_id=row.id)
+        raise errors.NotAnApprover("you do not have the approver right", **details)
 
 
-def _checked_decision_reason(reason) -> str:
+def checked_decision_reason(reason) -> str:
     reason = reason.strip() if isinstance(reason, str) else ""
     if not reason or len(reason) > MAX_REASON or holds_nul(reason):
         raise errors.InvalidRequest(f"reason: 1 to {MAX_REASON} characters, required",
@@ -403,14 +429,19 @@ def _refuse_decided(request_id: int, verb: str):
 
 def expire_due() -> int:
     """Mark every pending request past its expiry as expired (audited); how many."""
+    return expire_pending(requests, "request")
+
+
+def expire_pending(table, object_type: str) -> int:
+    """Expire the rows of `table` (requests, bulk grants) pending past their expires_at."""
     now = utcnow()
     with write_transaction() as conn:
-        expired = conn.execute(update(requests).where(
-            requests.c.status == "pending", requests.c.expires_at <= now,
-        ).values(status="expired", decided_at=now).returning(requests.c.id)).all()
-        for (request_id,) in expired:
+        expired = conn.execute(update(table).where(
+            table.c.status == "pending", table.c.expires_at <= now,
+        ).values(status="expired", decided_at=now).returning(table.c.id)).all()
+        for (row_id,) in expired:
             audit_events.record("approval.expired", conn=conn, who=Who("system"),
-                                object_type="request", object_id=request_id)
+                                object_type=object_type, object_id=row_id)
     return len(expired)
 
 

@@ -28,6 +28,7 @@ ACTIONS = (
     "movement.submitted", "movement.posted", "movement.failed",
     "approval.requested", "approval.approved", "approval.rejected", "approval.expired",
     "approval.failed", "approval.refused",
+    "bulk.uploaded", "bulk.submitted", "bulk.finished", "bulk.refused",
     "user.created", "user.frozen", "user.unfrozen", "user.closed",
     "operator.created", "operator.disabled", "operator.enabled", "operator.role_changed",
     "operator.approver_changed", "operator.password_set", "operator.limit_changed",

@@ -23,6 +23,7 @@ def register(app: Flask) -> None:
     from .api_keys import api_keys_cli
     from .approvals import approvals_cli
     from .assets import assets_cli
+    from .bulk import bulk_cli
     from .controls import policy_cli
     from .holds import holds_cli
     from .sweeper import sweep_command
@@ -37,3 +38,4 @@ def register(app: Flask) -> None:
     app.cli.add_command(approvals_cli)
     app.cli.add_command(holds_cli)
     app.cli.add_command(sweep_command)
+    app.cli.add_command(bulk_cli)

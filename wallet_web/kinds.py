@@ -18,12 +18,13 @@ class Kind:
     by_api: bool = False  # a kind of POST /api/v1/transactions
     charted: bool = True  # counted in the overview's volume chart
     sources: tuple[str, ...] = ()  # house accounts a caller may pick instead of `house`
+    bulk: bool = False  # granted from an uploaded file (bulk.py)
 
 
 KINDS = (
-    Kind("topup", "Top up", house="treasury", sign=+1, by_operator=True, by_api=True),
+    Kind("topup", "Top up", house="treasury", sign=+1, by_operator=True, by_api=True, bulk=True),
     Kind("bonus", "Bonus", house="promotions", sign=+1, by_operator=True, by_api=True,
-         sources=("promotions", "treasury")),
+         sources=("promotions", "treasury"), bulk=True),
     Kind("spend", "Spend", house="revenue", sign=-1, by_operator=True, by_api=True),
     Kind("transfer", "Transfer", sign=-1, by_operator=True, by_api=True),
     Kind("reversal", "Reversal", reversible=False),
@@ -40,6 +41,7 @@ API_KINDS = tuple(kind.name for kind in KINDS if kind.by_api)
 HOUSE_FLOWS = tuple(kind.name for kind in KINDS if kind.house and kind.by_api)  # user <-> house
 OPERATOR_FORMS = tuple(kind.name for kind in KINDS if kind.by_operator and kind.house)
 CHARTED = tuple(kind.name for kind in KINDS if kind.charted)
+BULK_KINDS = tuple(kind.name for kind in KINDS if kind.bulk)
 
 
 def get(name: str) -> Kind:

@@ -42,6 +42,11 @@ AUDIT_OUTCOMES = ("done", "refused")
 REQUEST_STATUSES = ("posting", "posted", "pending", "approving", "approved", "rejected",
                     "expired", "failed")
 USER_STATUSES = ("active", "frozen", "closed")  # frozen: credits only; closed: nothing
+# A bulk grant (bulk.py): draft -> pending -> posting | rejected | expired, or draft -> posting;
+# posting -> done.
+BULK_STATUSES = ("draft", "pending", "posting", "done", "rejected", "expired")
+BULK_ROW_OUTCOMES = ("posted", "replayed", "refused")
+SUBMITTED_FILE = ("pending", "posting", "done")  # one grant per file in these (bulk.py)
 
 
 def utcnow() -> datetime:
@@ -434,3 +439,87 @@ class Hold(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class BulkGrant(db.Model):
+    """An uploaded file of grants (bulk.py): a draft once its preview is clean, then pending
+    (four-eyes) or posting, then done; its rows' references come from the file's hash, so the
+    same file never moves anything twice."""
+
+    __tablename__ = "bulk_grants"
+    __table_args__ = (
+        CheckConstraint(_in("status", BULK_STATUSES), name="status_known"),
+        CheckConstraint(_in("kind", TRANSACTION_KINDS), name="kind_known"),
+        Index("ix_bulk_grants_file_sha256", "file_sha256"),
+        Index("uq_bulk_grants_submitted_file", "file_sha256", unique=True,  # a file goes once
+              postgresql_where=text(f"status IN {SUBMITTED_FILE}"),
+              sqlite_where=text(f"status IN {SUBMITTED_FILE}")),
+        Index("ix_bulk_grants_status_id", "status", "id"),
+        Index("ix_bulk_grants_maker_id_submitted_at", "maker_id", "submitted_at"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    file_sha256: Mapped[str] = mapped_column(String(64))
+    filename: Mapped[str] = mapped_column(String(255))
+    user_column: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    rows_total: Mapped[int] = mapped_column(Integer)
+    rows_done: Mapped[int] = mapped_column(Integer, default=0)
+    posted: Mapped[int] = mapped_column(Integer, default=0)
+    replayed: Mapped[int] = mapped_column(Integer, default=0)
+    refused: Mapped[int] = mapped_column(Integer, default=0)
+    description: Mapped[str | None] = mapped_column(Text)
+    reason_code: Mapped[str | None] = mapped_column(ForeignKey("reason_codes.code"))
+    ticket: Mapped[str | None] = mapped_column(String(300))
+    needs_approval: Mapped[bool] = mapped_column(Boolean, default=False)
+    maker_id: Mapped[int] = mapped_column(ForeignKey("operators.id"))
+    maker: Mapped[str] = mapped_column(String(128))
+    checker_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
+    checker: Mapped[str | None] = mapped_column(String(128))
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+    request_id: Mapped[str | None] = mapped_column(String(64))  # the submission's X-Request-Id
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # a poster's lease
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class BulkGrantTotal(db.Model):
+    __tablename__ = "bulk_grant_totals"
+    __table_args__ = (*_integers("total"),)
+    grant_id: Mapped[int] = mapped_column(ForeignKey("bulk_grants.id"), primary_key=True)
+    asset_code: Mapped[str] = mapped_column(ForeignKey("assets.code"), primary_key=True)
+    rows: Mapped[int] = mapped_column(Integer)
+    total: Mapped[int] = mapped_column(BigInteger)
+
+
+class BulkGrantRow(db.Model):
+    """A row of the file as previewed, user resolved; `line` is the file's line number."""
+
+    __tablename__ = "bulk_grant_rows"
+    __table_args__ = (
+        CheckConstraint(f"amount BETWEEN 1 AND {BALANCE_CEILING}", name="amount_in_range"),
+        *_integers("amount"),
+    )
+    grant_id: Mapped[int] = mapped_column(ForeignKey("bulk_grants.id"), primary_key=True)
+    line: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger)  # found at preview; the ledger checks again
+    user_ref: Mapped[str] = mapped_column(String(64))  # as the file wrote it
+    asset_code: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class BulkGrantOutcome(db.Model):
+    """What posting a row did: written once, with the grant's progress, after the batch."""
+
+    __tablename__ = "bulk_grant_outcomes"
+    __table_args__ = (CheckConstraint(_in("status", BULK_ROW_OUTCOMES), name="status_known"),)
+    grant_id: Mapped[int] = mapped_column(ForeignKey("bulk_grants.id"), primary_key=True)
+    line: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    transaction_id: Mapped[int | None] = mapped_column(BigInteger)
+    error_code: Mapped[str | None] = mapped_column(String(48))
+    message: Mapped[str | None] = mapped_column(Text)

@@ -1,5 +1,5 @@
-"""The sweeper: releases expired holds, expires approval requests past their time and finishes
-requests a crash cut off. `flask --app wsgi sweep` runs it once; `--every 60` keeps running it
+"""The sweeper: releases expired holds, expires approval requests and bulk grants past their
+time, finishes requests a crash cut off and resumes bulk grants whose poster died. `flask --app wsgi sweep` runs it once; `--every 60` keeps running it
 (the compose service `sweeper`). Every job is idempotent and safe beside another sweeper and
 beside the requests themselves, so a killed sweeper loses nothing: the next pass does it.
 A pass that fails (the database restarting) is logged and tried again at the next tick.
@@ -15,7 +15,7 @@ import click
 from flask.cli import with_appcontext
 from sqlalchemy.exc import DBAPIError
 
-from . import approvals, holds
+from . import approvals, bulk, holds
 from .extensions import db
 
 log = logging.getLogger("wallet_web.sweeper")
@@ -23,6 +23,8 @@ JOBS = (
     ("holds_released", holds.expire_due),
     ("requests_expired", approvals.expire_due),
     ("requests_settled", approvals.settle_stuck),
+    ("bulk_grants_expired", bulk.expire_due),
+    ("bulk_grants_resumed", bulk.resume_stale),
 )
 
 

@@ -3,22 +3,23 @@ from flask import Flask
 
 from flask_login import current_user
 
-from .. import operators, queries
+from .. import bulk as grants, operators, queries
 from ..extensions import login_manager
 from . import (
-    admin, approvals, audit, auth, errors, explain, ledger_browser, overview, permissions,
+    admin, approvals, audit, auth, bulk, errors, explain, ledger_browser, overview, permissions,
     query_args, rendering, users,
 )
 
 BLUEPRINTS = (auth.bp, overview.bp, users.bp, explain.bp, ledger_browser.bp, approvals.bp,
-              audit.bp, admin.bp)
+              bulk.bp, audit.bp, admin.bp)
 
 
 def pending_approvals() -> int:
     """The navigation's badge: requests waiting, for those who may approve them (0 otherwise)."""
     if not (current_user.is_authenticated and current_user.can_approve):
         return 0
-    return queries.pending_count(decider_id=current_user.id)
+    return (queries.pending_count(decider_id=current_user.id)
+            + grants.pending_count(decider_id=current_user.id))
 
 
 def register(app: Flask) -> None:

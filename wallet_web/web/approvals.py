@@ -7,7 +7,7 @@ from flask import Blueprint, abort, flash, redirect, request, url_for
 from flask_login import current_user
 from markupsafe import Markup
 
-from .. import approvals, controls, errors, kinds, queries
+from .. import approvals, bulk, controls, errors, kinds, queries
 from ..accounts import MAX_REASON
 from .forms import ApprovalFilterForm, DecisionForm
 from .permissions import can, login_required_everywhere
@@ -41,6 +41,7 @@ def sent_for_approval(request_id: int, waiting: str) -> Markup:
 @read_by_a_form("status")
 def index():
     approvals.expire_due()
+    bulk.expire_due()
     form = ApprovalFilterForm(request.args)
     page = None
     if form.validate():
@@ -50,7 +51,8 @@ def index():
     shared = {"status": request.args["status"]} if request.args.get("status") else {}
     partial = "approvals/_rows.html" if request.args.get("rows") else "approvals/_list.html"
     return render("approvals/index.html", partial, form=form, page=page, shared=shared,
-                  names=_usernames(page.items if page else []), status=200 if page else 422)
+                  names=_usernames(page.items if page else []), bulk_grants=bulk.pending(),
+                  status=200 if page else 422)
 
 
 def _usernames(rows: list) -> dict[int, str]:

@@ -18,7 +18,7 @@ from .. import errors
 from ..accounts import MAX_REASON
 from ..controls import MAX_TICKET
 from ..inputs import holds_nul, parse_integer
-from ..kinds import NAMES as TRANSACTION_KINDS
+from ..kinds import BULK_KINDS, NAMES as TRANSACTION_KINDS, title_of
 from ..limits import BIGINT_MAX
 from ..models import API_SCOPES, OPERATOR_ROLES, USER_STATUSES
 
@@ -164,6 +164,16 @@ class ReleaseForm(ControlledForm):
     def __init__(self, hold_id: int, reason_codes: list, **kwargs):
         super().__init__(reason_codes, prefix=f"release-{hold_id}", **kwargs)
         self.hold_id = hold_id
+
+
+class UploadForm(PostedForm):
+    """A bulk file: which movement its rows are (the file itself is read by the view)."""
+
+    kind = SelectField("Grant as", [DataRequired()])
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.kind.choices = [SelectChoice(name, title_of(name)) for name in BULK_KINDS]
 
 
 class DecisionForm(PostedForm):
