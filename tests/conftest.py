@@ -19,10 +19,25 @@ from wallet_web import accounts, create_app, ledger
 from wallet_web.config import TestConfig
 from wallet_web.extensions import db
 
-PG_URL = os.environ.get("TEST_DATABASE_URL", TestConfig.SQLALCHEMY_DATABASE_URI)
+
+
+def _suite_database_url() -> str:
+    """TEST_DATABASE_URL, or under pytest-xdist one database per worker (<name>_gw0, ...),
+    exported so that servers the tests start find the same one."""
+    url = os.environ.get("TEST_DATABASE_URL", TestConfig.SQLALCHEMY_DATABASE_URI)
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        parsed = make_url(url)
+        url = parsed.set(database=f"{parsed.database}_{worker}").render_as_string(hide_password=False)
+        os.environ["TEST_DATABASE_URL"] = url
+    return url
+
+
+PG_URL = _suite_database_url()
 TABLES = ("postings, transactions, balance_shards, accounts, users, assets, api_keys, operators, "
           "operator_sessions, login_throttles, status_changes, reason_codes, policies, "
-          "operator_limits, movement_requests, audit_events")
+          "operator_limits, movement_requests, audit_events, bulk_grant_outcomes, bulk_grant_rows, "
+          "bulk_grant_totals, bulk_grants")
 
 
 def pytest_generate_tests(metafunc):

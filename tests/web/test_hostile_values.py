@@ -3,6 +3,7 @@ and a refused request moves no money. Routes come from the app's route map and t
 from the forms each page renders, so a new route or field is covered without editing this
 file. Each field is attacked alone, the others keeping the page's own values, so the hostile
 one reaches as deep as it can."""
+import io
 import re
 from html.parser import HTMLParser
 
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from wallet_web import api_keys, audit, holds, ledger
+from wallet_web.web import BLUEPRINTS
 
 from ..hostile import ROUTING_NAMES, money, text_values
 
@@ -17,6 +19,7 @@ pytestmark = pytest.mark.both_backends
 SKIPPED_ENDPOINTS = {"static", "auth.logout"}  # logging out would end the run's session
 QUERY_NAMES = ["q", "cursor", "rows", "next", "asset", "kind", *ROUTING_NAMES]
 EXAMPLES_PER_FIELD = 12
+AREAS = sorted(blueprint.name for blueprint in BLUEPRINTS)  # one test each: xdist spreads them
 
 
 class Forms(HTMLParser):
@@ -51,6 +54,7 @@ def _dashboard_paths(app, ids: dict) -> list[tuple[str, str]]:
         if (rule.endpoint in SKIPPED_ENDPOINTS or rule.rule.startswith(("/api", "/wallet"))
                 or area in ("health", "metrics", "api_docs")):
             continue
+        assert area in AREAS, f"{rule.endpoint}: a dashboard route outside the blueprints"
         for path in _filled(rule, ids):
             targets += [(method, path) for method in sorted(rule.methods & {"GET", "POST"})]
     return targets
@@ -73,7 +77,8 @@ def targets(app, login, make_operator, make_request):
            "operator_id": make_operator("viewer", "hostile-target").id,
            "key_id": api_keys.create_key("hostile-key", "read")[0].id,
            "request_id": make_request(2),
-           "hold_id": holds.place(2, "GOLD", 1, "hostile-hold").hold.id}
+           "hold_id": holds.place(2, "GOLD", 1, "hostile-hold").hold.id,
+           "grant_id": _draft_grant(admin)}
     found = {(method, path): {} for method, path in _dashboard_paths(app, ids)}
     for method, path in list(found):
         if method == "GET":
@@ -84,10 +89,22 @@ def targets(app, login, make_operator, make_request):
     return admin, found
 
 
-def test_no_field_or_query_argument_gets_a_5xx_or_moves_money_when_refused(targets):
+def _draft_grant(admin) -> int:
+    upload = admin.post("/bulk", {"kind": "bonus", "file": (
+        io.BytesIO(b"user_id,asset,amount\n2,GOLD,5\n"), "hostile.csv")},
+        content_type="multipart/form-data")
+    assert upload.status_code == 303, upload.text
+    return int(upload.headers["Location"].rsplit("/", 1)[1])
+
+
+@pytest.mark.parametrize("area", AREAS)
+def test_no_field_or_query_argument_gets_a_5xx_or_moves_money_when_refused(app, targets, area):
     admin, found = targets
     assert len(found) >= 12, found
+    router = app.url_map.bind("localhost")
     for (method, path), fields in sorted(found.items()):
+        if router.match(path, method)[0].split(".")[0] != area:
+            continue
         names = sorted(set(fields) - {"csrf_token"} | set(QUERY_NAMES))
         for name in names:
             _attack(admin, method, path, fields, name)
