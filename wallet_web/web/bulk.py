@@ -11,7 +11,7 @@ from flask_login import current_user
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from .. import bulk, bulk_csv, controls, errors, exports
-from ..inputs import allow_large_body
+from ..inputs import allow_large_body, parse_integer
 from .forms import ControlledForm, DecisionForm, UploadForm
 from .errors import error_page
 from .permissions import can, login_required_everywhere
@@ -21,6 +21,7 @@ bp = login_required_everywhere(Blueprint("bulk", __name__, url_prefix="/bulk"))
 allow_large_body("/bulk", "MAX_UPLOAD_BODY")
 DECISIONS = ("approve", "reject")
 ROWS_PAGE = 200
+MAX_LINE = 2**31 - 1  # a line number is an INTEGER column
 TOO_LARGE = f"The file is larger than {bulk_csv.MAX_BYTES // (1024 * 1024)} MB: split it in two."
 RESULT_COLUMNS = ("line", "user", "user_id", "asset", "amount", "reason", "outcome",
                   "transaction_id", "error", "message")
@@ -95,8 +96,8 @@ def _rows(grant) -> dict:
     if grant.status not in ("posting", "done"):
         return {}
     refused = request.args.get("refused") == "1"
-    after = request.args.get("after", "0")
-    after = int(after) if after.isdigit() and len(after) < 10 else 0
+    after = parse_integer(request.args.get("after", "")) or 0
+    after = after if 0 <= after <= MAX_LINE else 0
     items = bulk.outcomes(grant.id, refused_only=refused, after=after, limit=ROWS_PAGE).all()
     more = items[-1].line if len(items) == ROWS_PAGE else None
     return {"items": items, "refused_only": refused, "more": more}
@@ -113,7 +114,8 @@ def submit(grant_id: int):
     except errors.WalletError as error:
         if form.explain(error):
             return _grant_page(grant_id, submit_form=form, status=422)
-        return _grant_page(grant_id, submit_form=form, refusal=error.message, status=error.status)
+        return _grant_page(grant_id, submit_form=form, refusal=_sentence(error.message),
+                           status=error.status)
     flash(f"Bulk grant #{grant_id} sent for approval: another operator must approve it."
           if status == "pending" else f"Bulk grant #{grant_id} is being posted.")
     return redirect(url_for("bulk.grant_page", grant_id=grant_id), 303)
@@ -130,10 +132,15 @@ def decide(grant_id: int, decision: str):
         (bulk.approve if decision == "approve" else bulk.reject)(
             grant_id, current_user, form.reason.data)
     except errors.WalletError as error:
-        return _grant_page(grant_id, decision=form, refusal=error.message, status=error.status)
+        return _grant_page(grant_id, decision=form, refusal=_sentence(error.message),
+                           status=error.status)
     flash(f"Bulk grant #{grant_id} approved: it is being posted." if decision == "approve"
           else f"Bulk grant #{grant_id} rejected: nothing moved.")
     return redirect(url_for("bulk.grant_page", grant_id=grant_id), 303)
+
+
+def _sentence(message: str) -> str:
+    return message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")
 
 
 @bp.route("/<id:grant_id>/progress")
