@@ -141,6 +141,13 @@ class DuplicateReference(LedgerError):
     status = 422
 
 
+class BatchRefused(LedgerError):
+    """An atomic batch of which an item was refused: nothing of it was posted."""
+
+    code = "batch_refused"
+    status = 422
+
+
 class BatchAborted(LedgerError):
     """An item of an atomic batch that was valid, not posted because another was refused."""
 

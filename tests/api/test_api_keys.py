@@ -78,7 +78,9 @@ def _user_with_external_id() -> str:
 def _valid_body(operation, user_id: int) -> dict:
     if operation is None or operation.body is None:
         return {}
-    examples = {**BODY_EXAMPLES, "user_id": user_id}
+    examples = {**BODY_EXAMPLES, "user_id": user_id,
+                "items": [{"kind": "topup", "user_id": user_id, "asset": "GOLD", "amount": 1,
+                           "reference_id": "route-probe-item"}]}
     return {name: examples[name] for name, field in operation.body.model_fields.items()
             if field.is_required()}
 

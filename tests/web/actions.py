@@ -9,7 +9,7 @@ from typing import Callable
 from flask import Flask, url_for
 from sqlalchemy import select
 
-from wallet_web import accounts, api_keys, controls, holds, operators, queries
+from wallet_web import accounts, api_keys, bulk, controls, holds, operators, queries
 from wallet_web.extensions import db
 from wallet_web.models import AuditEvent, MovementRequest
 
@@ -34,6 +34,7 @@ class World:
     approver_id: int  # an operator holding it
     hold_user_id: int  # a user holding HOLDER_GOLD, HELD of it in an open hold
     hold_id: int
+    grant_id: int  # a colleague's draft bulk grant of one row to the user
 
 
 RETIRED_CODE = "fraud_recovery"  # retired in the world, for an admin to restore
@@ -52,8 +53,11 @@ def make_world(customer: Customer, make_user, make_request) -> World:
     key, _ = api_keys.create_key("target-key", "read")
     holder = make_user(balance=HOLDER_GOLD, name="holly")
     hold = holds.place(holder, "GOLD", HELD, "matrix-hold", expires_in_seconds=3600).hold
+    grant = bulk.preview(f"user_id,asset,amount\n{customer.id},GOLD,5\n".encode(), "matrix.csv",
+                         "bonus", operators.open_session(colleague))
     return World(customer.id, customer.opening_id, empty, frozen, active.id, disabled.id, key.id,
-                 make_request(customer.id), colleague.id, approver.id, holder, hold.id)
+                 make_request(customer.id), colleague.id, approver.id, holder, hold.id,
+                 grant.grant_id)
 
 
 def status_of(user_id: int) -> str:

@@ -6,7 +6,7 @@ from .test_route_coverage import pages
 
 
 OPERATOR_FORMS = {"/users/new"}  # the form of an operator's action (creating a user), not a read
-ABOVE_VIEWER_AREAS = ("/admin", "/approvals", "/audit")  # admin; operators; auditors
+ABOVE_VIEWER_AREAS = ("/admin", "/approvals", "/bulk", "/audit")  # admin; operators (2); auditors
 
 
 def refused_to_a_viewer(path: str) -> bool:
@@ -14,8 +14,8 @@ def refused_to_a_viewer(path: str) -> bool:
             or path in OPERATOR_FORMS)
 
 
-def test_a_viewer_opens_every_page_but_admin_approvals_audit_and_the_new_user_form(app, login,
-                                                                                   world):
+def test_a_viewer_opens_every_page_but_admin_approvals_bulk_audit_and_the_new_user_form(
+        app, login, world):
     viewer = login("viewer")
     answers = {path: viewer.get(path).status_code for path in pages(app, world)}
     refused = {path for path in answers if refused_to_a_viewer(path)}

@@ -19,6 +19,9 @@ PUBLIC = {  # endpoint -> a path to it that an anonymous visitor may open
     "static": "/static/css/dashboard.css",
 }
 NOT_ACTIONS = {"auth.logout"}  # a POST route every role may use, checked on its own below
+# Bulk grants act on a file and on its maker's draft: their roles, CSRF and anonymous visits
+# are checked action by action in tests/web/test_bulk_pages.py.
+NOT_ACTIONS |= {"bulk.upload", "bulk.submit", "bulk.decide"}
 
 
 def dashboard_rules(app) -> list:
@@ -37,7 +40,7 @@ def record_ids(world) -> dict:
     """Route arguments filled from records the test made; a new argument needs an entry."""
     return {"user_id": world.user_id, "tx_id": world.topup_id,
             "operator_id": world.active_operator_id, "key_id": world.key_id,
-            "request_id": world.request_id}
+            "request_id": world.request_id, "grant_id": world.grant_id}
 
 
 def pages(app, world) -> list[str]:

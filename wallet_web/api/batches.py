@@ -1,7 +1,7 @@
 """POST /api/v1/transactions/batch: up to 1,000 movements in one request (batch.py)."""
 from pydantic import ValidationError
 
-from .. import batch, queries
+from .. import batch, errors, queries
 from ..api_keys import current_actor
 from ..inputs import allow_large_body
 from .errors import from_validation
@@ -26,11 +26,18 @@ def post_batch(body: BatchRequest):
     owners = queries.account_owners({leg.account_id for outcome in outcomes if outcome.receipt
                                      for leg in outcome.receipt.postings})
     actor = current_actor()
+    counts = batch.counts(outcomes)
+    refused = body.atomic and counts["refused"] > 0
     answer = BatchResponse(
-        atomic=body.atomic, counts=BatchCounts(**batch.counts(outcomes)),
+        error=ErrorDetail(**_refused(counts).to_dict()) if refused else None,
+        atomic=body.atomic, counts=BatchCounts(**counts),
         items=[_item_out(item, outcome, actor, owners) for item, outcome in zip(items, outcomes)])
-    refused = body.atomic and answer.counts.refused > 0
     return json_response(answer, 422 if refused else 200)
+
+
+def _refused(counts: dict) -> errors.BatchRefused:
+    return errors.BatchRefused(f"nothing was posted: {counts['refused']} item(s) of this atomic "
+                               "batch were refused (see items)", refused=counts["refused"])
 
 
 def _item(raw: dict) -> batch.Item:

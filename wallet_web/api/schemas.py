@@ -399,8 +399,10 @@ HoldStatus = Literal[HOLD_STATUSES]
 
 
 # Each item is checked on its own (one bad item does not refuse the others), so the envelope
-# takes any objects and documents them as what they must be.
-BatchItem = Annotated[Any, WithJsonSchema({"$ref": "#/components/schemas/TransactionRequest"})]
+# takes any object; what an item must be is TransactionRequest's schema.
+BatchItem = Annotated[dict[str, Any], WithJsonSchema({
+    "type": "object", "description": "a TransactionRequest (POST /api/v1/transactions), "
+    "checked on its own: an invalid item is refused alone, with its error in the answer"})]
 
 
 class BatchRequest(Body):
@@ -424,6 +426,8 @@ class BatchCounts(BaseModel):
 
 
 class BatchResponse(BaseModel):
+    error: ErrorDetail | None = Field(None, description="only when an atomic batch was refused "
+                                      "(HTTP 422): `batch_refused`, nothing was posted")
     atomic: bool
     counts: BatchCounts
     items: list[BatchItemOut] = Field(description="one per item, in the order sent")
