@@ -16,7 +16,7 @@ from wallet_web.api.openapi import OPERATIONS
 from ..hostile import json_values, money, text_values
 
 pytestmark = pytest.mark.both_backends
-EXAMPLES_PER_FIELD = 12
+EXAMPLES_PER_FIELD = 8
 PATH_ARGUMENT = re.compile(r"<(?:\w+:)?(\w+)>")
 VALID = {"amount": 1, "reference_id": "hostile-api", "description": "", "currency": "GOLD",
          "asset": "GOLD"}

@@ -18,7 +18,7 @@ from ..hostile import ROUTING_NAMES, money, text_values
 pytestmark = pytest.mark.both_backends
 SKIPPED_ENDPOINTS = {"static", "auth.logout"}  # logging out would end the run's session
 QUERY_NAMES = ["q", "cursor", "rows", "next", "asset", "kind", *ROUTING_NAMES]
-EXAMPLES_PER_FIELD = 12
+EXAMPLES_PER_FIELD = 8
 AREAS = sorted(blueprint.name for blueprint in BLUEPRINTS)
 SHARDS = 8  # the (route, field) pairs are dealt round-robin to this many tests: xdist spreads them
 
