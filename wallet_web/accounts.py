@@ -14,7 +14,7 @@ from flask.cli import AppGroup
 from sqlalchemy import Connection, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import audit_events, errors
+from . import audit_events, errors, events
 from .extensions import WRITE_LOCK, db
 from .inputs import holds_nul
 from .ledger import SYSTEM, Actor
@@ -152,8 +152,10 @@ def create_users_bulk(pairs: list[tuple[str, str]]) -> list[int]:
 def _insert_users(conn, rows: list[dict]) -> list[int]:
     now = utcnow()
     rows = [{"external_id": None, **row, "status": "active", "created_at": now} for row in rows]
-    result = conn.execute(insert(users).returning(users.c.id, sort_by_parameter_order=True), rows)
-    return list(result.scalars())
+    result = conn.execute(insert(users).returning(*users.c, sort_by_parameter_order=True), rows)
+    created = result.all()
+    events.emit(conn, "user.created", [events.user_shown(row) for row in created])
+    return [row.id for row in created]
 
 
 def _open_wallets(conn, user_ids: list[int]) -> None:
@@ -194,12 +196,16 @@ def change_status(user_id: int, action: str, reason: str, *, actor: Actor = SYST
                                .order_by(accounts.c.id).with_for_update()).all()
         if status == "closed":
             _check_empty(conn, user_id, wallets)
-        conn.execute(update(users).where(users.c.id == user_id).values(status=status))
+        changed = conn.execute(update(users).where(users.c.id == user_id).values(status=status)
+                               .returning(*users.c)).one()
         conn.execute(update(accounts).where(accounts.c.user_id == user_id).values(status=status))
         conn.execute(insert(status_changes).values(
             user_id=user_id, previous_status=user.status, status=status, reason=reason,
             actor=actor.label, operator_id=actor.operator_id, api_key_id=actor.api_key_id,
             created_at=utcnow()))
+        events.emit(conn, "user.status_changed", {
+            "user": events.user_shown(changed), "previous_status": user.status,
+            "status": status, "reason": reason, "actor": actor.label})
         audit_events.record("user." + {"active": "unfrozen"}.get(status, status), conn=conn, object_type="user", object_id=user_id,
                             who=audit_events.Who(actor.label, actor.operator_id,
                                                  actor.api_key_id),

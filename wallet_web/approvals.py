@@ -27,7 +27,7 @@ from flask.cli import AppGroup
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import audit_events, controls, errors, holds, kinds, ledger, queries
+from . import audit_events, controls, errors, events, holds, kinds, ledger, queries
 from .accounts import MAX_REASON, write_transaction
 from .audit_events import Who
 from .extensions import db
@@ -382,6 +382,9 @@ def _claim(request_id: int, checker: Person, reason: str, status: str, verb: str
                 requests.c.expires_at > now,
             ).values(status=status, checker_id=checker.id, checker=checker.label,
                      decision_reason=reason, decided_at=now).returning(*requests.c)).first()
+            if claimed is not None:
+                events.emit(conn, "approval.decided", events.decision(
+                    "movement_request", claimed, "rejected" if status == "rejected" else "approved"))
             if claimed is not None and audit:
                 audit_events.record(audit, conn=conn, who=who, object_type="request",
                                     object_id=row.id, reason=reason)

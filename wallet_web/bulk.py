@@ -28,7 +28,7 @@ from flask.cli import AppGroup
 from sqlalchemy import ARRAY, any_, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import approvals, audit_events, batch, bulk_csv, controls, errors, kinds, ledger
+from . import approvals, audit_events, batch, bulk_csv, controls, errors, events, kinds, ledger
 from .accounts import MAX_REASON, SYSTEM_USERNAME, write_transaction
 from .approvals import Person
 from .audit_events import Who
@@ -311,8 +311,9 @@ def _decide(grant_id: int, checker: Person, reason: str, status: str, action: st
             changed = conn.execute(update(grants).where(
                 grants.c.id == grant.id, grants.c.status == "pending", grants.c.expires_at > now,
             ).values(status=status, checker_id=checker.id, checker=checker.label,
-                     decision_reason=reason, decided_at=now)).rowcount
+                     decision_reason=reason, decided_at=now).returning(*grants.c)).first()
             if changed:
+                events.emit(conn, "approval.decided", events.decision("bulk_grant", changed, verb))
                 audit_events.record(action, conn=conn, who=who, object_type="bulk_grant",
                                     object_id=grant.id, reason=reason)
         if not changed:

@@ -13,6 +13,7 @@ from . import audit_events
 from .extensions import db
 from .inputs import FORMULA_STARTS
 from .models import Account, AuditEvent, Hold, Posting, Transaction, User
+from .moments import moment
 from .queries import (
     CONTROL_FIELDS, AuditFilters, Statement, TransactionFilters, filtered_audit_events,
     filtered_transactions, meta_text, statement_lines,
@@ -36,10 +37,6 @@ def neutralise(text: str | None) -> str:
     text = text or ""
     first = text[:1]
     return "'" + text if first and (first in FORMULA_STARTS or first.isspace()) else text
-
-
-def moment(value: datetime) -> str:
-    return value.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def record_download(export: str, **filters) -> None:

@@ -47,6 +47,10 @@ USER_STATUSES = ("active", "frozen", "closed")  # frozen: credits only; closed: 
 BULK_STATUSES = ("draft", "pending", "posting", "done", "rejected", "expired")
 BULK_ROW_OUTCOMES = ("posted", "replayed", "refused")
 SUBMITTED_FILE = ("pending", "posting", "done")  # one grant per file in these (bulk.py)
+# What integrations are told (events.py, docs/events.md).
+EVENT_TYPES = ("transaction.posted", "user.created", "user.status_changed", "approval.decided")
+DELIVERY_STATUSES = ("pending", "delivered", "failed")
+CHAINS = ("ledger", "audit")  # transactions with their postings; audit events (chain.py)
 
 
 def utcnow() -> datetime:
@@ -392,6 +396,7 @@ class AuditEvent(db.Model):
         Index("ix_audit_events_action_id", "action", "id"),
         Index("ix_audit_events_operator_id_id", "operator_id", "id"),
         Index("ix_audit_events_created_at", "created_at"),
+        Index("ix_audit_events_xid_id", "xid", "id"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -405,6 +410,102 @@ class AuditEvent(db.Model):
     object_type: Mapped[str | None] = mapped_column(String(32))
     object_id: Mapped[str | None] = mapped_column(String(128))
     details: Mapped[dict | None] = mapped_column(JsonDoc)
+    xid: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))  # events.py
+
+
+class Event(db.Model):
+    """What an integration is told, written in the transaction of the change it tells of.
+    A transaction's event is written by a trigger (migration 0010) and rendered from the
+    transaction when read; any other event carries its `data` as it was then. `xid` is the
+    writing database transaction's id: readers take rows in (xid, id) order (events.py)."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        CheckConstraint(_in("type", EVENT_TYPES), name="type_known"),
+        CheckConstraint("(transaction_id IS NULL) <> (data IS NULL)", name="transaction_or_data"),
+        Index("ix_events_xid_id", "xid", "id"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    xid: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    type: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    transaction_id: Mapped[int | None] = mapped_column(BigInteger)
+    data: Mapped[dict | None] = mapped_column(JsonDoc)
+
+
+class WebhookEndpoint(db.Model):
+    """A receiver of events. `after_xid`/`after_id` is how far the worker has read the event
+    feed for it; the secret signs every delivery and is shown once."""
+
+    __tablename__ = "webhook_endpoints"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    event_types: Mapped[list] = mapped_column(JsonDoc)
+    secret: Mapped[str] = mapped_column(String(128))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    description: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(128))
+    after_xid: Mapped[int] = mapped_column(BigInteger)
+    after_id: Mapped[int] = mapped_column(BigInteger)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebhookDelivery(db.Model):
+    """One event for one endpoint: pending until a 2xx (delivered) or until retries run out
+    (failed)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        CheckConstraint(_in("status", DELIVERY_STATUSES), name="status_known"),
+        UniqueConstraint("endpoint_id", "event_id"),
+        Index("ix_webhook_deliveries_due", "next_attempt_at",
+              postgresql_where=text("status = 'pending'"), sqlite_where=text("status = 'pending'")),
+        Index("ix_webhook_deliveries_endpoint_id_id", "endpoint_id", "id"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id"))
+    event_id: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ChainEntry(db.Model):
+    """Entry `seq` of a hash chain: hash = sha256(previous hash || canonical bytes of the
+    entry) (chain.py, docs/audit.md). Append-only."""
+
+    __tablename__ = "chain_entries"
+    __table_args__ = (
+        CheckConstraint(_in("chain", CHAINS), name="chain_known"),
+        UniqueConstraint("chain", "entry_id"),
+    )
+    chain: Mapped[str] = mapped_column(String(8), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    entry_id: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+    sealed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ChainHead(db.Model):
+    """The last sealed entry of a chain and how far the sealer has read its source."""
+
+    __tablename__ = "chain_heads"
+    __table_args__ = (CheckConstraint(_in("chain", CHAINS), name="chain_known"),)
+    chain: Mapped[str] = mapped_column(String(8), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+    after_xid: Mapped[int] = mapped_column(BigInteger)
+    after_id: Mapped[int] = mapped_column(BigInteger)
+    sealed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Hold(db.Model):

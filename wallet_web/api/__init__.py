@@ -6,7 +6,7 @@ from flask import Flask, Response, request
 
 from ..extensions import csrf
 from . import errors, openapi, v1, wallet
-from . import batches, holds  # noqa: F401  (add their routes to v1's blueprint)
+from . import batches, events, holds  # noqa: F401  (add their routes to v1's blueprint)
 
 BLUEPRINTS = (wallet.bp, v1.bp, openapi.docs)
 # Balances and keys' data must not be cached; a body is never read as another type than sent.

@@ -22,8 +22,8 @@ from ..batch import MAX_ITEMS
 from ..controls import MAX_TICKET
 from ..kinds import API_KINDS, HOUSE_FLOWS, NAMES as TRANSACTION_KINDS
 from ..holds import DEFAULT_EXPIRY_SECONDS, MAX_EXPIRY_SECONDS
-from ..models import AUDIT_OUTCOMES, HOLD_STATUSES, USER_STATUSES
-from ..queries import CONTROL_KEYS, MAX_PAGE
+from ..models import AUDIT_OUTCOMES, EVENT_TYPES, HOLD_STATUSES, USER_STATUSES
+from ..queries import CONTROL_FIELDS, CONTROL_KEYS, MAX_PAGE
 
 ISO_DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}")
 
@@ -357,6 +357,17 @@ class TransactionOut(BaseModel):
     postings: list[LegOut]
 
 
+def transaction_out(tx) -> TransactionOut:
+    """A Transaction row (with its postings and their accounts loaded) as the API shows it."""
+    legs = [LegOut(account_id=p.account_id, user_id=p.account.user_id, asset=p.account.asset_code,
+                   amount=p.amount, balance_after=p.balance_after) for p in tx.postings]
+    controls = {name: (tx.meta or {}).get(name) for name in CONTROL_FIELDS}
+    return TransactionOut(id=tx.id, kind=tx.kind, reference_id=tx.reference_id,
+                          description=tx.description, actor=tx.actor, api_key_id=tx.api_key_id,
+                          operator_id=tx.operator_id, reverses_id=tx.reverses_id, metadata=tx.meta,
+                          **controls, created_at=tx.created_at, postings=legs)
+
+
 class TransactionPage(BaseModel):
     items: list[TransactionOut]
     next_cursor: str | None
@@ -491,3 +502,38 @@ class HoldQuery(Query):
 class HoldPage(BaseModel):
     items: list[HoldOut]
     next_cursor: str | None
+
+
+# ---------------------------------------------------------------- events
+
+
+EventType = Literal[EVENT_TYPES]
+
+
+def _event_types(value):
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+class EventQuery(Query):
+    after: Annotated[str, Field(description="`next_cursor` of the previous call; without it, "
+                                "the feed from its start")] | None = None
+    types: Annotated[tuple[EventType, ...], BeforeValidator(_event_types), WithJsonSchema({
+        "type": "string", "description": "comma-separated event types, e.g. "
+        "transaction.posted,user.status_changed; without it, all"})] = ()
+    limit: Annotated[int, Field(ge=1, le=1000), QueryInteger] = 100
+
+
+class EventOut(BaseModel):
+    id: int = Field(description="unique: receivers dedupe on it")
+    type: EventType
+    created_at: datetime
+    data: dict[str, Any] = Field(description="the object as the API shows it (a transaction as "
+                                 "GET /api/v1/transactions/<id>)")
+
+
+class EventPage(BaseModel):
+    items: list[EventOut]
+    next_cursor: str = Field(description="pass it as `after` next time, also when items is "
+                             "empty: it never skips an event and never repeats one")

@@ -16,10 +16,10 @@ from .openapi import api_route, document
 from .responses import json_response, receipt_response
 from .schemas import (
     AccountBalanceOut, AccountOut, AssetList, AssetOut, AuditEventFilter, AuditEventOut,
-    AuditEventPage, AuditEventQuery, BalanceAt, BalanceAtQuery, LegOut, PageQuery, PostingOut,
+    AuditEventPage, AuditEventQuery, BalanceAt, BalanceAtQuery, PageQuery, PostingOut,
     PostingPage, ReversalRequest, ReversalResponse, StatusChangeOut, StatusChangeRequest,
     TransactionFilter, TransactionOut, TransactionPage, TransactionQuery, TransactionRequest,
-    UserCreate, UserDetail, UserOut, UserPage, UserQuery,
+    UserCreate, UserDetail, UserOut, UserPage, UserQuery, transaction_out,
 )
 
 bp = attach(Blueprint("api_v1", __name__, url_prefix="/api/v1"))
@@ -132,7 +132,7 @@ def balance_at(account_id: int, query: BalanceAtQuery):
            query=TransactionQuery, response=TransactionPage, errors=(400,))
 def transactions(query: TransactionQuery):
     page = queries.list_transactions(_filters(query), query.cursor, query.limit)
-    return json_response(TransactionPage(items=[_transaction(tx) for tx in page.items],
+    return json_response(TransactionPage(items=[transaction_out(tx) for tx in page.items],
                                          next_cursor=page.next_cursor))
 
 
@@ -148,13 +148,13 @@ def create_transaction(body: TransactionRequest):
     else:
         receipt = ledger.move(body.kind, body.user_id, body.asset, body.amount,
                               body.reference_id, **options)
-    return receipt_response(_transaction(queries.get_transaction(receipt.id)), receipt)
+    return receipt_response(transaction_out(queries.get_transaction(receipt.id)), receipt)
 
 
 @api_route(bp, "/transactions/<id:tx_id>", summary="A transaction with its postings",
            response=TransactionOut)
 def transaction(tx_id: int):
-    return json_response(_transaction(queries.get_transaction(tx_id)))
+    return json_response(transaction_out(queries.get_transaction(tx_id)))
 
 
 @api_route(bp, "/transactions/<id:tx_id>/reversal", "POST", summary="Reverse a transaction",
@@ -191,13 +191,3 @@ def audit_events(query: AuditEventQuery):
 
 def _filters(query: TransactionFilter) -> queries.TransactionFilters:
     return queries.TransactionFilters(**query.model_dump(include=FILTER_FIELDS))
-
-
-def _transaction(tx) -> TransactionOut:
-    legs = [LegOut(account_id=p.account_id, user_id=p.account.user_id, asset=p.account.asset_code,
-                   amount=p.amount, balance_after=p.balance_after) for p in tx.postings]
-    controls = {name: (tx.meta or {}).get(name) for name in queries.CONTROL_FIELDS}
-    return TransactionOut(id=tx.id, kind=tx.kind, reference_id=tx.reference_id,
-                          description=tx.description, actor=tx.actor, api_key_id=tx.api_key_id,
-                          operator_id=tx.operator_id, reverses_id=tx.reverses_id, metadata=tx.meta,
-                          **controls, created_at=tx.created_at, postings=legs)
