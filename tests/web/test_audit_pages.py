@@ -231,3 +231,10 @@ def test_operators_named_in_the_filter_are_every_operator(auditor, make_operator
     page = auditor.get("/audit").text
     for operator in operators.list_operators():
         assert f'<option value="{operator.id}">{operator.username}</option>' in page
+
+
+@pytest.mark.parametrize("chosen", [" ", "\t", "\u3000"])
+def test_a_blank_operator_choice_means_anyone_not_a_500(auditor, chosen):
+    note("logout", actor="operator:someone")
+    response = auditor.get("/audit", query_string={"operator_id": chosen})
+    assert response.status_code == 200 and "logout" in response.text

@@ -84,7 +84,7 @@ class AuditFilterForm(QueryForm):
                           + [SelectChoice(outcome) for outcome in AUDIT_OUTCOMES])
     actor = StringField("Actor starts with", [Optional(), Length(max=128)], filters=[strip],
                         render_kw={"autocomplete": "off", "placeholder": "operator:, api:, cli:"})
-    operator_id = SelectField("Operator", [Optional()], coerce=str)
+    operator_id = SelectField("Operator", [Optional()], coerce=str, filters=[strip])
     object_type = StringField("Object type", [Optional(), Length(max=32)], filters=[strip],
                               render_kw={"autocomplete": "off", "placeholder": "operator, user…"})
     object_id = StringField("Object id", [Optional(), Length(max=128)], filters=[strip],
