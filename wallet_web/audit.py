@@ -1,9 +1,12 @@
-"""Read-only proofs of the ledger's invariants over the whole database (`ledger verify`)."""
+"""Read-only proofs of the ledger's invariants over the whole database (`ledger verify`),
+and of the hash chains: each is recomputed from the rows it sealed (chain.py)."""
 from dataclasses import dataclass, field
 
 from sqlalchemy import text
 
+from . import chain
 from .extensions import db
+from .models import CHAINS
 
 # Each check is a query returning offending rows; an empty result means the invariant holds.
 CHECKS = {
@@ -66,18 +69,31 @@ class Report:
     counts: dict[str, int] = field(default_factory=dict)
     failures: dict[str, list[tuple]] = field(default_factory=dict)
     passed: list[str] = field(default_factory=list)
+    chains: list[chain.ChainCheck] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.failures
+        return not self.failures and not any(check.problem for check in self.chains)
 
     def lines(self) -> list[str]:
         out = [", ".join(f"{n:,} {name}" for name, n in self.counts.items())]
         out += [f"ok    {name}" for name in self.passed]
         for name, rows in self.failures.items():
             out.append(f"FAIL  {name}: {len(rows)} offending row(s), e.g. {rows[:5]}")
+        out += [_chain_line(check) for check in self.chains]
+        unsealed = [f"{check.unsealed:,} {check.chain}" for check in self.chains if check.unsealed]
+        if unsealed:
+            out.append(f"note  not sealed yet (flask --app wsgi ledger seal): "
+                       f"{', '.join(unsealed)}")
         out.append("ledger verified" if self.ok else "LEDGER INCONSISTENT")
         return out
+
+
+def _chain_line(check: chain.ChainCheck) -> str:
+    if check.problem:
+        return f"FAIL  chain {check.chain}: {check.problem}"
+    return (f"ok    chain {check.chain}: {check.entries:,} entries recompute from their rows "
+            f"to the head, seq {check.head.seq} {check.head.hash}")
 
 
 def verify() -> Report:
@@ -92,4 +108,5 @@ def verify() -> Report:
                 report.failures[name] = rows
             else:
                 report.passed.append(name)
+        report.chains = [chain.check(conn, name) for name in CHAINS]
     return report

@@ -35,6 +35,7 @@ ACTIONS = (
     "api_key.created", "api_key.revoked",
     "policy.changed", "reason_code.added", "reason_code.changed",
     "export.downloaded", "access.denied",
+    "webhook.created", "webhook.enabled", "webhook.disabled", "webhook.redelivered",
 )
 
 

@@ -47,6 +47,13 @@ class Config:
         os.environ.get("DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", "60000"))
     LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
     METRICS_TOKEN = os.environ.get("METRICS_TOKEN")  # when set, /metrics needs it as a bearer
+    # Webhook deliveries (wallet_web/webhooks.py, docs/events.md); the lease outlasts a POST.
+    WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("WEBHOOK_TIMEOUT_SECONDS", "10"))
+    WEBHOOK_RETRY_FOR_SECONDS = float(os.environ.get("WEBHOOK_RETRY_FOR_SECONDS", "86400"))
+    WEBHOOK_BACKOFF_BASE_SECONDS = float(os.environ.get("WEBHOOK_BACKOFF_BASE_SECONDS", "10"))
+    WEBHOOK_BACKOFF_CAP_SECONDS = float(os.environ.get("WEBHOOK_BACKOFF_CAP_SECONDS", "3600"))
+    WEBHOOK_LEASE_SECONDS = float(os.environ.get("WEBHOOK_LEASE_SECONDS", "60"))
+    WEBHOOK_BATCH = int(os.environ.get("WEBHOOK_BATCH", "50"))
 
 
 class TestConfig(Config):

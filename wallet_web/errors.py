@@ -335,3 +335,19 @@ class CaptureExceedsHold(LedgerError):
 class InvalidExpiry(LedgerError):
     code = "invalid_expiry"
     status = 422
+
+
+# ---------------------------------------------------------------- webhooks
+
+
+class InvalidWebhook(WalletError):
+    code = "invalid_webhook"
+    status = 422
+
+
+class UnknownWebhook(NotFound):
+    code = "unknown_webhook"
+
+
+class UnknownDelivery(NotFound):
+    code = "unknown_delivery"

@@ -92,6 +92,15 @@ def after(position: tuple[int, int], *, types: tuple[str, ...] = (), limit: int 
     return list(bind.execute(query))
 
 
+def end(conn: Connection) -> tuple[int, int]:
+    """The position of the last visible event: a reader starting there sees what comes next."""
+    query = select(events.c.xid, events.c.id).order_by(events.c.xid.desc(), events.c.id.desc()).limit(1)
+    if conn.dialect.name == "postgresql":
+        query = query.where(events.c.xid < VISIBLE_BELOW)
+    last = conn.execute(query).first()
+    return tuple(last) if last else START
+
+
 def feed(cursor: str | None, types: tuple[str, ...] = (), limit: int = 100) -> Feed:
     """A page of the feed for the API: `next_cursor` is where the next call starts (the same
     cursor when nothing new is visible yet)."""

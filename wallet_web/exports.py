@@ -1,27 +1,29 @@
 """CSV downloads, streamed in constant memory: the ledger (one row per posting), the audit
 trail of people, and a wallet's statement. Each download is itself audited."""
 import csv
+import hashlib
 import io
-import json
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Iterable, Iterator
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, and_, false, func, literal, select, tuple_
 from sqlalchemy.orm import aliased
 
-from . import audit_events
+from . import audit_events, chain, events, verify_export
 from .extensions import db
 from .inputs import FORMULA_STARTS
-from .models import Account, AuditEvent, Hold, Posting, Transaction, User
+from .models import (
+    Account, AuditEvent, ChainEntry, ChainHead, Hold, Posting, Transaction, User, utcnow,
+)
 from .moments import moment
 from .queries import (
     CONTROL_FIELDS, AuditFilters, Statement, TransactionFilters, filtered_audit_events,
     filtered_transactions, meta_text, statement_lines,
 )
 
-HEADER = ("transaction_id", "created_at", "kind", "reference_id", "account_id", "account",
-          "user_id", "username", "asset", "amount", "balance_after", "description", "actor",
-          *CONTROL_FIELDS, "hold_id")
+HEADER = verify_export.HEADER  # the verifier reads it with the standard library alone
+assert verify_export.CONTROL_FIELDS == CONTROL_FIELDS
 AUDIT_HEADER = ("id", "created_at", "action", "outcome", "actor", "operator_id", "api_key_id",
                 "address", "request_id", "object_type", "object_id", "details")
 STATEMENT_HEADER = ("entry", "posting_id", "transaction_id", "created_at", "kind",
@@ -33,46 +35,125 @@ ROWS_PER_CHUNK = 1000
 def neutralise(text: str | None) -> str:
     """Prefix a quote so spreadsheets show a text cell instead of running a formula. Leading
     whitespace counts too (tab, CR, LF, space, ideographic space...): spreadsheets may trim it
-    and then read what follows, and some read full-width ＝ as =."""
+    and then read what follows, and some read full-width ＝ as =. Text that starts with a quote
+    gets one too, so that removing one leading quote always gives the text back
+    (verify_export.unneutralise)."""
     text = text or ""
     first = text[:1]
-    return "'" + text if first and (first in FORMULA_STARTS or first.isspace()) else text
+    quoted = first and (first in FORMULA_STARTS or first.isspace() or first == "'")
+    return "'" + text if quoted else text
 
 
 def record_download(export: str, **filters) -> None:
     """The `export.downloaded` event with the filters asked for, committed before the first
     row is sent."""
-    given = {name: moment(value) if isinstance(value, datetime) else value
-             for name, value in filters.items() if value is not None and value != ""}
     audit_events.record("export.downloaded", object_type="export", object_id=export,
-                        filters=given)
+                        filters=_given(filters))
     db.session.commit()
 
 
 # ---------------------------------------------------------------- the ledger
 
 
-def audit_rows(filters: TransactionFilters) -> Iterator[tuple]:
+@dataclass(frozen=True)
+class Span:
+    """The rows of one ledger export, fixed when it starts: sealed entries up to `through`
+    (from `first` to `last` when the export is complete), then, unless a through_seq was
+    asked for, the transactions not sealed yet."""
+
+    filters: TransactionFilters
+    complete: bool
+    through: int
+    first: int | None
+    last: int | None
+    unsealed: bool
+    position: tuple[int, int]  # the sealer's, when the head was read
+    head: chain.Head
+
+
+def ledger_span(filters: TransactionFilters, through_seq: int | None = None) -> Span:
+    """An export filtered by time alone is complete: every entry of the seq span of the
+    sealed transactions in that time (with the few inside the span created just outside it).
+    Any other filter proves the rows' integrity, not completeness."""
+    stored = db.session.execute(select(ChainHead).filter_by(chain="ledger")).scalar_one()
+    head = chain.Head("ledger", stored.seq, stored.hash, stored.sealed_at)
+    through = stored.seq if through_seq is None else min(through_seq, stored.seq)
+    complete = replace(filters, since=None, until=None) == TransactionFilters()
+    first, last = _seq_span(filters, through) if complete else (None, None)
+    return Span(filters, complete, through, first, last, through_seq is None,
+                (stored.after_xid, stored.after_id), head)
+
+
+def _seq_span(filters: TransactionFilters, through: int) -> tuple[int | None, int | None]:
+    if filters.since is None and filters.until is None:
+        return (1, through) if through > 0 else (None, None)
+    return db.session.execute(
+        select(func.min(ChainEntry.seq), func.max(ChainEntry.seq))
+        .where(ChainEntry.chain == "ledger", ChainEntry.seq <= through,
+               ChainEntry.entry_id.in_(_matching(filters)))).one()
+
+
+def ledger_rows(span: Span) -> Iterator[tuple]:
+    """One row per posting: sealed entries in seq order, then unsealed transactions by id;
+    postings by id within a transaction."""
+    for row in _execute(_sealed_rows(span)):
+        *cells, seq, previous, sealed = row
+        yield (*_cells(cells), seq, previous or chain.GENESIS, sealed)
+    if span.unsealed:
+        for row in _execute(_unsealed_rows(span)):
+            yield (*_cells(row), "", "", "")
+
+
+def _execute(query) -> Iterator:
+    return db.session.execute(query.execution_options(yield_per=ROWS_PER_CHUNK))
+
+
+def _rows_from(source, transaction_of) -> Select:
+    """A CSV row's columns per posting of the transactions `source` names."""
     placed, settled = aliased(Hold), aliased(Hold)  # the hold a hold, capture or void belongs to
-    query = (
+    return (
         select(Posting.transaction_id, Transaction.created_at, Transaction.kind,
-               Transaction.reference_id, Posting.account_id, Account.name, User.id,
+               Transaction.reference_id, Posting.account_id, Account.name, Account.user_id,
                User.username, Account.asset_code, Posting.amount, Posting.balance_after,
                Transaction.description, Transaction.actor,
                *(meta_text(name) for name in CONTROL_FIELDS),
                func.coalesce(placed.id, settled.id))
-        .join(Transaction, Transaction.id == Posting.transaction_id)
+        .select_from(source)
+        .join(Transaction, Transaction.id == transaction_of)
+        .join(Posting, Posting.transaction_id == Transaction.id)
         .join(Account, Account.id == Posting.account_id)
         .join(User, User.id == Account.user_id)
         .outerjoin(placed, placed.hold_transaction_id == Transaction.id)
         .outerjoin(settled, settled.settle_transaction_id == Transaction.id)
-        .order_by(Posting.id)
     )
-    if filters != TransactionFilters():
-        matching = filtered_transactions(filters).with_only_columns(Transaction.id)
-        query = query.where(Posting.transaction_id.in_(matching))
-    for row in db.session.execute(query.execution_options(yield_per=ROWS_PER_CHUNK)):
-        yield _cells(row)
+
+
+def _sealed_rows(span: Span) -> Select:
+    entry, previous = aliased(ChainEntry), aliased(ChainEntry)
+    query = (_rows_from(entry, entry.entry_id).add_columns(entry.seq, previous.hash, entry.hash)
+             .outerjoin(previous, and_(previous.chain == "ledger", previous.seq == entry.seq - 1))
+             .where(entry.chain == "ledger", entry.seq <= span.through)
+             .order_by(entry.seq, Posting.id))
+    if span.complete:
+        if span.first is None:
+            return query.where(false())
+        return query.where(entry.seq.between(span.first, span.last))
+    return query.where(Transaction.id.in_(_matching(span.filters)))
+
+
+def _unsealed_rows(span: Span) -> Select:
+    posted = events.events
+    query = (_rows_from(posted, posted.c.transaction_id)
+             .where(posted.c.type == "transaction.posted",
+                    tuple_(posted.c.xid, posted.c.id) > tuple_(*map(literal, span.position)))
+             .order_by(Transaction.id, Posting.id))
+    if span.filters != TransactionFilters():
+        query = query.where(Transaction.id.in_(_matching(span.filters)))
+    return query
+
+
+def _matching(filters: TransactionFilters) -> Select:
+    return filtered_transactions(filters).with_only_columns(Transaction.id)
 
 
 def _cells(row) -> tuple:
@@ -81,13 +162,93 @@ def _cells(row) -> tuple:
     return (tx_id, moment(created_at), kind, neutralise(reference), account_id,
             neutralise(account), user_id, neutralise(username), asset, amount,
             "" if balance_after is None else balance_after, neutralise(description),
-            neutralise(actor), *(neutralise(value) for value in controls),
+            neutralise(actor), *(neutralise(chain.cell_text(value)) for value in controls),
             "" if hold_id is None else hold_id)
 
 
-def audit_csv(filters: TransactionFilters) -> Iterator[str]:
-    """CSV text in chunks of ROWS_PER_CHUNK rows, header first."""
-    return _csv_chunks(HEADER, audit_rows(filters))
+def audit_csv(filters: TransactionFilters, through_seq: int | None = None) -> Iterator[str]:
+    """CSV text in chunks of ROWS_PER_CHUNK rows, header first; the span is read now."""
+    return _csv_chunks(HEADER, ledger_rows(ledger_span(filters, through_seq)))
+
+
+# ---------------------------------------------------------------- its manifest
+
+
+@dataclass
+class Tally:
+    """What a manifest says of the rows it hashed."""
+
+    rows: int = 0
+    entries: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    hash_before_first: str | None = None
+    hash_after_last: str | None = None
+
+    def count(self, rows: Iterable[tuple]) -> Iterator[tuple]:
+        for row in rows:
+            seq, previous, sealed = row[-3:]
+            self.rows += 1
+            if seq != self.last_seq:
+                self.entries += 1
+                self.first_seq = self.first_seq or seq
+                self.hash_before_first = self.hash_before_first or previous
+            self.last_seq, self.hash_after_last = seq, sealed
+            yield row
+
+
+def ledger_manifest(filters: TransactionFilters, through_seq: int | None = None) -> dict:
+    """The manifest of the export with these filters, pinned to the sealed entries it holds:
+    the CSV's bytes are made by the same generator and hashed here. The caller adds csv_url,
+    the CSV's address with `through_seq` set to the one answered here."""
+    span = replace(ledger_span(filters, through_seq), unsealed=False)
+    tally, digest = Tally(), hashlib.sha256()
+    for chunk in _csv_chunks(HEADER, tally.count(ledger_rows(span))):
+        digest.update(chunk.encode("utf-8"))
+    return {
+        "format": verify_export.FORMAT, "chain": "ledger", "complete": span.complete,
+        "statement": _statement(span, tally), "filters": given_filters(filters),
+        "through_seq": tally.last_seq or span.through, **asdict(tally),
+        "unsealed_rows": _unsealed_count(span), "csv_sha256": digest.hexdigest(),
+        "chain_head": {"seq": span.head.seq, "hash": span.head.hash,
+                       "sealed_at": moment(span.head.sealed_at) if span.head.sealed_at else None},
+        "generated_at": moment(utcnow()),
+    }
+
+
+def given_filters(filters: TransactionFilters) -> dict:
+    """The filters asked for, times as text (as they go back into a URL)."""
+    return _given(asdict(filters))
+
+
+def _given(filters: dict) -> dict:
+    return {name: moment(value) if isinstance(value, datetime) else value
+            for name, value in filters.items() if value is not None and value != ""}
+
+
+def _unsealed_count(span: Span) -> int:
+    query = _unsealed_rows(span).order_by(None).subquery()
+    return db.session.execute(select(func.count()).select_from(query)).scalar_one()
+
+
+def _statement(span: Span, tally: Tally) -> str:
+    if not span.complete:
+        return ("Filtered export: each entry's hash can be recomputed from its rows and the "
+                "previous hash it carries, which proves that these rows are as they were "
+                "sealed. It does not prove completeness: entries matching the filters could "
+                "be left out without any hash showing it.")
+    if tally.last_seq is None:
+        return "No sealed entry falls in this range: the file holds the header only."
+    chosen = (" The range was chosen by time; entries are whole and contiguous by seq, so a "
+              "few near its edges may have been created just outside the times asked for."
+              if span.filters != TransactionFilters() else "")
+    return (f"Complete export of the ledger chain from seq {tally.first_seq} to "
+            f"{tally.last_seq}: every sealed entry in that span is in the file, each with all "
+            f"its postings. Recomputing each entry's hash from its rows links "
+            f"hash_before_first to hash_after_last; compare hash_after_last with a head "
+            f"published for seq {tally.last_seq} to prove that nothing in the span was "
+            f"changed, removed, added or reordered since it was sealed.{chosen} Account names, "
+            f"usernames and hold ids are labels: shown, not sealed.")
 
 
 # ---------------------------------------------------------------- the audit trail of people
@@ -96,7 +257,7 @@ def audit_csv(filters: TransactionFilters) -> Iterator[str]:
 def audit_event_rows(filters: AuditFilters) -> Iterator[tuple]:
     query = filtered_audit_events(filters).order_by(AuditEvent.id.desc())
     for event in db.session.scalars(query.execution_options(yield_per=ROWS_PER_CHUNK)):
-        details = json.dumps(event.details, sort_keys=True) if event.details else ""
+        details = chain.details_text(event.details)
         yield (event.id, moment(event.created_at), event.action, event.outcome,
                neutralise(event.actor), event.operator_id or "", event.api_key_id or "",
                neutralise(event.address), neutralise(event.request_id),

@@ -461,7 +461,8 @@ class WebhookDelivery(db.Model):
     __table_args__ = (
         CheckConstraint(_in("status", DELIVERY_STATUSES), name="status_known"),
         UniqueConstraint("endpoint_id", "event_id"),
-        Index("ix_webhook_deliveries_due", "next_attempt_at",
+        # What the worker claims: an endpoint's pending deliveries, earliest due first.
+        Index("ix_webhook_deliveries_due", "endpoint_id", "next_attempt_at",
               postgresql_where=text("status = 'pending'"), sqlite_where=text("status = 'pending'")),
         Index("ix_webhook_deliveries_endpoint_id_id", "endpoint_id", "id"),
     )

@@ -15,7 +15,7 @@ import click
 from flask.cli import with_appcontext
 from sqlalchemy.exc import DBAPIError
 
-from . import approvals, bulk, holds
+from . import approvals, bulk, chain, holds
 from .extensions import db
 
 log = logging.getLogger("wallet_web.sweeper")
@@ -25,6 +25,7 @@ JOBS = (
     ("requests_settled", approvals.settle_stuck),
     ("bulk_grants_expired", bulk.expire_due),
     ("bulk_grants_resumed", bulk.resume_stale),
+    ("entries_sealed", chain.seal_count),  # last: it seals what the jobs above committed
 )
 
 

@@ -1,6 +1,7 @@
 """GET /api/v1/events: every change an integration cares about, in order, from a cursor that
 never misses an event and never returns one twice, also when writers commit out of id order."""
 import threading
+import time
 
 import psycopg
 import pytest
@@ -9,6 +10,7 @@ from wallet_web import events
 from wallet_web.models import EVENT_TYPES
 
 URL = "/api/v1/events"
+SEEDED = 8  # the seed's events: three users and five transactions
 
 
 @pytest.fixture
@@ -21,15 +23,19 @@ def read(client, auth, read_key):
     return get
 
 
-def follow(read, cursor=None, **params) -> tuple[list[dict], str]:
-    """Every event after `cursor`, page by page, and the cursor to go on from."""
-    seen = []
+def follow(read, cursor=None, expect: int = 0, **params) -> tuple[list[dict], str]:
+    """Every event after `cursor`, page by page, and the cursor to go on from; with `expect`,
+    waits (up to 10 s) until that many have come. An event shows once no older write runs on
+    the database server, and other tests' databases share the server."""
+    seen, deadline = [], time.monotonic() + 10
     while True:
         page = read(**({"after": cursor} if cursor else {}), **params)
         seen += page["items"]
-        if not page["items"]:
-            return seen, page["next_cursor"]
         cursor = page["next_cursor"]
+        if not page["items"]:
+            if len(seen) >= expect or time.monotonic() > deadline:
+                return seen, cursor
+            time.sleep(0.05)
 
 
 def psql(database_url: str) -> psycopg.Connection:
@@ -39,11 +45,11 @@ def psql(database_url: str) -> psycopg.Connection:
 @pytest.mark.both_backends
 def test_a_top_up_is_an_event_whose_data_is_the_transaction_as_the_api_shows_it(
         client, auth, read):
-    _, start = follow(read)
+    _, start = follow(read, expect=SEEDED)
     posted = client.post("/api/v1/transactions", headers=auth(), json={
         "kind": "topup", "user_id": 2, "asset": "GOLD", "amount": 250, "reference_id": "ev-1"})
     assert posted.status_code == 201
-    seen, _ = follow(read, start)
+    seen, _ = follow(read, start, expect=1)
     assert [event["type"] for event in seen] == ["transaction.posted"]
     shown = client.get(f"/api/v1/transactions/{posted.json['id']}", headers=auth()).json
     assert seen[0]["data"] == shown
@@ -52,7 +58,7 @@ def test_a_top_up_is_an_event_whose_data_is_the_transaction_as_the_api_shows_it(
 
 @pytest.mark.both_backends
 def test_user_created_and_frozen_are_events_with_the_user_as_it_was_then(client, auth, read):
-    _, start = follow(read)
+    _, start = follow(read, expect=SEEDED)
     created = client.post("/api/v1/users", headers=auth(), json={
         "username": "evie", "email": "evie@example.com", "external_id": "game:ev"})
     assert created.status_code == 201
@@ -60,7 +66,7 @@ def test_user_created_and_frozen_are_events_with_the_user_as_it_was_then(client,
     frozen = client.post(f"/api/v1/users/{user_id}/freeze", headers=auth(),
                          json={"reason": "chargeback"})
     assert frozen.status_code == 200
-    seen, _ = follow(read, start)
+    seen, _ = follow(read, start, expect=2)
     assert [event["type"] for event in seen] == ["user.created", "user.status_changed"]
     assert seen[0]["data"]["id"] == user_id and seen[0]["data"]["status"] == "active"
     change = seen[1]["data"]
@@ -74,7 +80,7 @@ def test_paging_one_at_a_time_sees_each_event_once_in_order_and_types_filter(cli
         assert client.post("/api/v1/transactions", headers=auth(), json={
             "kind": "bonus", "user_id": 2, "asset": "GOLD", "amount": 1 + n,
             "reference_id": f"page-{n}"}).status_code == 201
-    everything, _ = follow(read)
+    everything, _ = follow(read, expect=SEEDED + 5)
     one_by_one, _ = follow(read, limit=1)
     assert one_by_one == everything
     ids = [event["id"] for event in everything]
@@ -87,12 +93,13 @@ def test_paging_one_at_a_time_sees_each_event_once_in_order_and_types_filter(cli
 
 @pytest.mark.both_backends
 def test_an_empty_page_hands_back_a_cursor_that_waits_for_the_next_event(client, auth, read):
-    _, cursor = follow(read)
+    _, cursor = follow(read, expect=SEEDED)
     page = read(after=cursor)
     assert page == {"items": [], "next_cursor": cursor}
     client.post("/api/v1/transactions", headers=auth(), json={
         "kind": "topup", "user_id": 2, "asset": "GOLD", "amount": 5, "reference_id": "later"})
-    assert [event["type"] for event in read(after=cursor)["items"]] == ["transaction.posted"]
+    later, _ = follow(read, cursor, expect=1)
+    assert [event["type"] for event in later] == ["transaction.posted"]
 
 
 @pytest.mark.parametrize("params, status, code", [
@@ -123,7 +130,7 @@ def test_an_event_that_commits_after_a_later_one_is_neither_skipped_nor_repeated
         app, database_url, read):
     """Writer A takes the lower id but commits last: a reader that went by id alone would
     pass it while A is open and never see it."""
-    _, cursor = follow(read)
+    _, cursor = follow(read, expect=SEEDED)
     with psql(database_url) as slow, psql(database_url) as fast:
         slow.execute("INSERT INTO events (type, created_at, data) "
                      "VALUES ('user.created', now(), '{\"who\": \"slow\"}')")
@@ -134,13 +141,13 @@ def test_an_event_that_commits_after_a_later_one_is_neither_skipped_nor_repeated
         assert held == []  # the later event waits for the earlier writer to end
         assert cursor_meanwhile == cursor
         slow.commit()
-    seen, _ = follow(read, cursor)
+    seen, _ = follow(read, cursor, expect=2)
     assert [event["data"]["who"] for event in seen] == ["slow", "fast"]
 
 
 def test_a_rolled_back_writer_leaves_no_event_and_does_not_block_the_feed(
         app, database_url, read):
-    _, cursor = follow(read)
+    _, cursor = follow(read, expect=SEEDED)
     with psql(database_url) as gone, psql(database_url) as kept:
         gone.execute("INSERT INTO events (type, created_at, data) "
                      "VALUES ('user.created', now(), '{\"who\": \"gone\"}')")
@@ -148,7 +155,7 @@ def test_a_rolled_back_writer_leaves_no_event_and_does_not_block_the_feed(
                      "VALUES ('user.created', now(), '{\"who\": \"kept\"}')")
         kept.commit()
         gone.rollback()
-    seen, _ = follow(read, cursor)
+    seen, _ = follow(read, cursor, expect=1)
     assert [event["data"]["who"] for event in seen] == ["kept"]
 
 
@@ -156,7 +163,7 @@ def test_a_reader_following_concurrent_writers_gets_every_event_exactly_once(
         app, auth, read, read_key):
     """Eight threads top up while a reader follows the cursor; afterwards the reader has seen
     each transaction's event once, and as many events as transactions were posted."""
-    _, cursor = follow(read)
+    _, cursor = follow(read, expect=SEEDED)
     done = threading.Event()
     posted: list[int] = []
     seen: list[dict] = []
@@ -172,6 +179,7 @@ def test_a_reader_following_concurrent_writers_gets_every_event_exactly_once(
 
     def follow_live():
         nonlocal cursor
+        late = time.monotonic() + 60
         reader = app.test_client()
         while True:
             finished = done.is_set()
@@ -179,7 +187,7 @@ def test_a_reader_following_concurrent_writers_gets_every_event_exactly_once(
                               headers=auth(read_key)).json
             seen.extend(page["items"])
             cursor = page["next_cursor"]
-            if finished and not page["items"]:
+            if finished and not page["items"] and (len(seen) >= 200 or time.monotonic() > late):
                 return
 
     writers = [threading.Thread(target=write, args=(worker,)) for worker in range(8)]

@@ -177,3 +177,20 @@ def test_the_sweeper_service_runs_the_command_the_ops_tests_run_and_restarts(com
     assert sweeper["read_only"] is True
     assert sweeper["environment"]["DATABASE_URL"] == compose["services"]["app"]["environment"][
         "DATABASE_URL"]
+
+
+def test_the_deliverer_service_runs_the_command_the_ops_tests_run_and_restarts(compose):
+    from tests.ops.test_webhook_delivery import Deliverer
+    import inspect
+
+    deliverer = compose["services"]["deliverer"]
+    assert deliverer["entrypoint"] == ["flask", "--app", "wsgi", "events", "deliver"]
+    assert '"events", "deliver"' in inspect.getsource(Deliverer)  # the same, outside Docker
+    assert deliverer["restart"] == "unless-stopped"
+    assert deliverer["image"] == compose["services"]["app"]["image"]
+    assert deliverer["depends_on"]["app"]["condition"] == "service_healthy"  # migrated first
+    assert deliverer["read_only"] is True
+    assert deliverer["environment"] == compose["services"]["sweeper"]["environment"]
+    # SIGTERM waits for the sends in flight: give it longer than a send may take.
+    from wallet_web.config import Config
+    assert int(deliverer["stop_grace_period"].removesuffix("s")) > Config.WEBHOOK_TIMEOUT_SECONDS

@@ -9,11 +9,12 @@ from typing import Callable
 from flask import Flask, url_for
 from sqlalchemy import select
 
-from wallet_web import accounts, api_keys, bulk, controls, holds, operators, queries
+from wallet_web import accounts, api_keys, bulk, controls, holds, operators, queries, webhooks
 from wallet_web.extensions import db
 from wallet_web.models import AuditEvent, MovementRequest
 
 from .conftest import OPENING, PASSWORD, REASON_CODE, Customer, gold_of, request_row, threshold
+from .webhook_records import add_delivery, add_endpoint, delivery, disable_after_failures, endpoint
 
 ROLES = ("viewer", "auditor", "operator", "admin")
 
@@ -35,6 +36,9 @@ class World:
     hold_user_id: int  # a user holding HOLDER_GOLD, HELD of it in an open hold
     hold_id: int
     grant_id: int  # a colleague's draft bulk grant of one row to the user
+    webhook_id: int  # an active webhook endpoint
+    disabled_webhook_id: int  # one disabled after failing too long
+    delivery_id: int  # a failed delivery to the active endpoint
 
 
 RETIRED_CODE = "fraud_recovery"  # retired in the world, for an admin to restore
@@ -55,9 +59,12 @@ def make_world(customer: Customer, make_user, make_request) -> World:
     hold = holds.place(holder, "GOLD", HELD, "matrix-hold", expires_in_seconds=3600).hold
     grant = bulk.preview(f"user_id,asset,amount\n{customer.id},GOLD,5\n".encode(), "matrix.csv",
                          "bonus", operators.open_session(colleague))
+    webhook = add_endpoint("https://matrix.example.com/active")
+    failing = add_endpoint("https://matrix.example.com/failing")
+    disable_after_failures(failing, "Failing for the test")
     return World(customer.id, customer.opening_id, empty, frozen, active.id, disabled.id, key.id,
                  make_request(customer.id), colleague.id, approver.id, holder, hold.id,
-                 grant.grant_id)
+                 grant.grant_id, webhook, failing, add_delivery(webhook, status="failed"))
 
 
 def status_of(user_id: int) -> str:
@@ -99,6 +106,11 @@ def reason_code_active(code: str) -> bool | None:
 def key_is_revoked(key_id: int) -> bool:
     db.session.rollback()
     return next(key for key in api_keys.list_keys() if key.id == key_id).revoked_at is not None
+
+
+def webhook_added(url: str) -> bool:
+    db.session.rollback()
+    return [endpoint.url for endpoint in webhooks.list_endpoints()].count(url) == 1
 
 
 def movement(kind: str, amount: int = 5) -> dict:
@@ -235,6 +247,21 @@ ACTIONS = {
     "restore a reason code": Action(
         "admin.set_reason_code_active", lambda w: {"change": "restore"}, {"code": RETIRED_CODE},
         303, lambda w: reason_code_active(RETIRED_CODE) is True),
+    "add a webhook endpoint": Action(
+        "admin.create_webhook", lambda w: {},
+        {"url": "https://matrix.example.com/new", "event_types": "user.created"}, 201,
+        lambda w: webhook_added("https://matrix.example.com/new")),
+    "disable a webhook endpoint": Action(
+        "admin.set_webhook_active", lambda w: {"endpoint_id": w.webhook_id, "change": "disable"},
+        {}, 303, lambda w: not endpoint(w.webhook_id).active),
+    "enable a webhook endpoint": Action(
+        "admin.set_webhook_active",
+        lambda w: {"endpoint_id": w.disabled_webhook_id, "change": "enable"}, {}, 303,
+        lambda w: endpoint(w.disabled_webhook_id).active),
+    "redeliver a webhook delivery": Action(
+        "admin.redeliver_webhook",
+        lambda w: {"endpoint_id": w.webhook_id, "delivery_id": w.delivery_id}, {}, 303,
+        lambda w: delivery(w.webhook_id, w.delivery_id).status == "pending"),
     # Admins hold the approver right unless told otherwise; operators only when given it.
     "approve a request": _decision("approve", "approved", moves=True),
     "reject a request": _decision("reject", "rejected", moves=False),

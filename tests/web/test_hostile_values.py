@@ -14,6 +14,7 @@ from wallet_web import api_keys, audit, holds, ledger
 from wallet_web.web import BLUEPRINTS
 
 from ..hostile import ROUTING_NAMES, money, text_values
+from .webhook_records import add_delivery, add_endpoint
 
 pytestmark = pytest.mark.both_backends
 SKIPPED_ENDPOINTS = {"static", "auth.logout"}  # logging out would end the run's session
@@ -80,6 +81,8 @@ def targets(app, login, make_operator, make_request):
            "request_id": make_request(2),
            "hold_id": holds.place(2, "GOLD", 1, "hostile-hold").hold.id,
            "grant_id": _draft_grant(admin)}
+    ids["endpoint_id"] = add_endpoint()
+    ids["delivery_id"] = add_delivery(ids["endpoint_id"])
     found = {(method, path): {} for method, path in _dashboard_paths(app, ids)}
     for method, path in list(found):
         if method == "GET":

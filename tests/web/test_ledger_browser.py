@@ -1,6 +1,7 @@
 """Ledger browser: filters in the URL, keyset pages, the transaction page, reversal, CSV."""
 import csv
 import io
+import json
 import re
 
 import pytest
@@ -178,6 +179,30 @@ def test_the_csv_is_the_apis_csv_for_the_same_filters(login, app, customer):
     assert dashboard.data == api.data
     rows = list(csv.DictReader(io.StringIO(dashboard.text)))
     assert {row["reference_id"] for row in rows} == {"opening:carla", "csv-topup"}
+
+
+def test_the_manifest_sits_beside_the_csv_and_the_pair_verifies_offline(login, customer,
+                                                                          tmp_path):
+    from tests.integration.test_chain import seal_all
+    from wallet_web import verify_export
+
+    ledger.topup(customer.id, "GOLD", 7, "manifest-topup")
+    seal_all()
+    viewer = login("viewer", "vera")
+    filters = f"kind=topup&user_id={customer.id}"
+    page = viewer.get(f"/ledger?{filters}").text
+    assert f'href="/ledger/transactions.manifest.json?{filters.replace("&", "&amp;")}"' in page
+    manifest = viewer.get(f"/ledger/transactions.manifest.json?{filters}").json
+    assert manifest["csv_url"] == (f"/ledger/transactions.csv?{filters}"
+                                   f"&through_seq={manifest['through_seq']}")
+    assert (manifest["complete"], manifest["entries"]) == (False, 2)
+    (tmp_path / "export.csv").write_bytes(viewer.get(manifest["csv_url"]).data)
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert verify_export.main([str(tmp_path / "export.csv"), str(tmp_path / "manifest.json")]) == 0
+    everything = viewer.get("/ledger/transactions.manifest.json").json
+    assert everything["complete"] is True and everything["first_seq"] == 1
+    assert [event.details for event in exported()][-1] == {"filters": {}}
+    assert viewer.get("/ledger/transactions.manifest.json?through_seq=x").status_code == 302
 
 
 def test_a_csv_download_is_recorded_with_its_filters_before_it_streams(app, login, customer):

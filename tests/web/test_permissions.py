@@ -47,7 +47,7 @@ def test_the_role_table_gives_each_role_what_the_role_below_has_and_more():
 @pytest.mark.parametrize("role", ["viewer", "auditor", "operator"])
 def test_admin_pages_are_forbidden_below_admin(login, role):
     browser = login(role)
-    for path in ("/admin/operators", "/admin/api-keys"):
+    for path in ("/admin/operators", "/admin/api-keys", "/admin/webhooks"):
         response = browser.get(path)
         assert response.status_code == 403
         assert "Not allowed" in response.text

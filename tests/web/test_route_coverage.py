@@ -40,7 +40,8 @@ def record_ids(world) -> dict:
     """Route arguments filled from records the test made; a new argument needs an entry."""
     return {"user_id": world.user_id, "tx_id": world.topup_id,
             "operator_id": world.active_operator_id, "key_id": world.key_id,
-            "request_id": world.request_id, "grant_id": world.grant_id}
+            "request_id": world.request_id, "grant_id": world.grant_id,
+            "endpoint_id": world.webhook_id, "delivery_id": world.delivery_id}
 
 
 def pages(app, world) -> list[str]:

@@ -537,3 +537,46 @@ class EventPage(BaseModel):
     items: list[EventOut]
     next_cursor: str = Field(description="pass it as `after` next time, also when items is "
                              "empty: it never skips an event and never repeats one")
+
+
+# ---------------------------------------------------------------- the verifiable export
+
+
+Hash = Annotated[str, Field(pattern="^[0-9a-f]{64}$")]
+Seq = Annotated[int, Field(ge=0, le=BIGINT_MAX)]
+
+
+class ExportFilter(TransactionFilter):
+    through_seq: Annotated[Seq, QueryInteger] | None = Field(
+        None, description="the last ledger chain entry to include; with it, no later entry "
+        "and no transaction not sealed yet is in the file (the manifest sets it)")
+
+
+class ChainHeadOut(BaseModel):
+    seq: Seq
+    hash: Hash
+    sealed_at: datetime | None
+
+
+class ExportManifest(BaseModel):
+    format: Literal["wallet-ledger-export-v1"]
+    chain: Literal["ledger"]
+    complete: bool = Field(description="true when filtered by time alone: every entry from "
+                           "first_seq to last_seq is in the file; false: the rows' integrity "
+                           "only")
+    statement: str = Field(description="what verifying the file against this manifest proves")
+    filters: dict[str, Any]
+    through_seq: Seq
+    first_seq: Seq | None
+    last_seq: Seq | None
+    rows: int = Field(ge=0, description="CSV rows after the header, one per posting")
+    entries: int = Field(ge=0, description="chain entries (transactions)")
+    unsealed_rows: int = Field(ge=0, description="rows matching the filters that are not "
+                               "sealed yet, so not in the file: seal, then export again")
+    csv_sha256: Hash
+    hash_before_first: Hash | None
+    hash_after_last: Hash | None
+    chain_head: ChainHeadOut
+    generated_at: datetime
+    csv_url: str = Field(description="the CSV these bytes are, with through_seq pinned; verify "
+                         "with python -m wallet_web.verify_export FILE MANIFEST (docs/audit.md)")

@@ -6,7 +6,7 @@ arrive."""
 from dataclasses import asdict
 from datetime import datetime, timezone
 
-from flask import Blueprint, Response, jsonify, stream_with_context
+from flask import Blueprint, Response, jsonify, stream_with_context, url_for
 
 from .. import accounts, errors, exports, ledger, queries
 from ..assets import list_assets
@@ -16,10 +16,10 @@ from .openapi import api_route, document
 from .responses import json_response, receipt_response
 from .schemas import (
     AccountBalanceOut, AccountOut, AssetList, AssetOut, AuditEventFilter, AuditEventOut,
-    AuditEventPage, AuditEventQuery, BalanceAt, BalanceAtQuery, PageQuery, PostingOut,
-    PostingPage, ReversalRequest, ReversalResponse, StatusChangeOut, StatusChangeRequest,
-    TransactionFilter, TransactionOut, TransactionPage, TransactionQuery, TransactionRequest,
-    UserCreate, UserDetail, UserOut, UserPage, UserQuery, transaction_out,
+    AuditEventPage, AuditEventQuery, BalanceAt, BalanceAtQuery, ExportFilter, ExportManifest,
+    PageQuery, PostingOut, PostingPage, ReversalRequest, ReversalResponse, StatusChangeOut,
+    StatusChangeRequest, TransactionFilter, TransactionOut, TransactionPage, TransactionQuery,
+    TransactionRequest, UserCreate, UserDetail, UserOut, UserPage, UserQuery, transaction_out,
 )
 
 bp = attach(Blueprint("api_v1", __name__, url_prefix="/api/v1"))
@@ -168,14 +168,29 @@ def reverse(tx_id: int, body: ReversalRequest):
     return receipt_response(result, receipt)
 
 
-@api_route(bp, "/transactions.csv", summary="Audit trail as CSV, one row per posting (streamed)",
-           query=TransactionFilter, media_type="text/csv")
-def transactions_csv(query: TransactionFilter):
+@api_route(bp, "/transactions.csv", summary="Audit trail as CSV, one row per posting, in "
+           "ledger chain order with each entry's seq and hashes (streamed)",
+           query=ExportFilter, media_type="text/csv")
+def transactions_csv(query: ExportFilter):
     filters = _filters(query)
-    exports.record_download("transactions.csv", **asdict(filters))
-    rows = stream_with_context(exports.audit_csv(filters))
+    exports.record_download("transactions.csv", **asdict(filters), through_seq=query.through_seq)
+    rows = stream_with_context(exports.audit_csv(filters, query.through_seq))
     return Response(rows, mimetype="text/csv",
                     headers={"Content-Disposition": "attachment; filename=transactions.csv"})
+
+
+@api_route(bp, "/transactions.manifest.json", summary="The manifest of the CSV for the same "
+           "filters: seq span, counts, sha256 of its bytes, chain hashes at both ends "
+           "(verify offline with python -m wallet_web.verify_export)",
+           query=ExportFilter, response=ExportManifest)
+def transactions_manifest(query: ExportFilter):
+    filters = _filters(query)
+    exports.record_download("transactions.manifest.json", **asdict(filters),
+                            through_seq=query.through_seq)
+    manifest = exports.ledger_manifest(filters, query.through_seq)
+    csv_url = url_for(".transactions_csv", **manifest["filters"],
+                      through_seq=manifest["through_seq"])
+    return json_response(ExportManifest(**manifest, csv_url=csv_url))
 
 
 @api_route(bp, "/audit-events", summary="What operators, keys and commands did or tried, "

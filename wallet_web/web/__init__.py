@@ -9,6 +9,7 @@ from . import (
     admin, approvals, audit, auth, bulk, errors, explain, ledger_browser, overview, permissions,
     query_args, rendering, users,
 )
+from . import admin_webhooks  # noqa: F401  (its routes join admin.bp: imported to add them)
 
 BLUEPRINTS = (auth.bp, overview.bp, users.bp, explain.bp, ledger_browser.bp, approvals.bp,
               bulk.bp, audit.bp, admin.bp)

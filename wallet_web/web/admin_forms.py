@@ -6,15 +6,20 @@ from __future__ import annotations
 
 from datetime import timezone
 
-from wtforms import BooleanField, SelectChoice, SelectField, StringField
+from wtforms import BooleanField, SelectChoice, SelectField, SelectMultipleField, StringField
 from wtforms.fields import DateTimeLocalField
-from wtforms.validators import InputRequired, Length, NumberRange, Optional, ValidationError
+from wtforms.validators import (
+    DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError,
+)
+from wtforms.widgets import CheckboxInput, ListWidget
 
 from ..audit_events import ACTIONS
 from ..limits import BALANCE_CEILING
 from ..models import OPERATOR_ROLES
-from ..models import AUDIT_OUTCOMES
-from .forms import DATETIME_FORMATS, OperatorForm, PostedForm, QueryForm, WholeNumberField, strip
+from ..models import AUDIT_OUTCOMES, EVENT_TYPES
+from .forms import (
+    DATETIME_FORMATS, OperatorForm, PostedForm, QueryForm, WholeNumberField, none_if_empty, strip,
+)
 
 WHOLE = {"inputmode": "numeric", "autocomplete": "off"}
 
@@ -124,3 +129,28 @@ class StatementForm(QueryForm):
 def _after_since(form, field) -> None:
     if field.data and form.since.data and field.data <= form.since.data:
         raise ValidationError("Until must be later than From.")
+
+
+class CheckboxesField(SelectMultipleField):
+    """A choice of several, as a list of checkboxes (templates/admin/_webhook_form.html)."""
+
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+class WebhookForm(PostedForm):
+    """A new webhook endpoint. Presence and the listed event types only: what a receiver's URL
+    and description may be is webhooks.create_endpoint's to say, next to the field it names."""
+
+    url = StringField("URL", [DataRequired("Enter the receiver's URL.")], filters=[strip],
+                      render_kw={"autocomplete": "off", "inputmode": "url",
+                                 "placeholder": "https://hooks.example.com/wallet"})
+    event_types = CheckboxesField("Event types",
+                                  choices=[SelectChoice(name) for name in EVENT_TYPES])
+    description = StringField("Description (optional)", [Optional()],
+                              filters=[strip, none_if_empty], render_kw={"autocomplete": "off"})
+
+    def validate_event_types(self, field) -> None:
+        # Not DataRequired: its `required` flag would mark every checkbox as needed.
+        if not field.data:
+            raise ValidationError("Choose at least one event type.")

@@ -1,7 +1,7 @@
 """Ledger browser: filtered transactions (filters in the URL), a transaction page with its
 postings, reason code, ticket, maker and checker, the hold it belongs to (a hold, capture or
-release), the admin's reversal (through the operator controls), and the CSV audit trail (the
-API's code and format; each download is audited)."""
+release), the admin's reversal (through the operator controls), and the CSV audit trail with
+its manifest (the API's code and format; each download is audited)."""
 from __future__ import annotations
 
 from datetime import timezone
@@ -10,7 +10,10 @@ from flask import Blueprint, Response, flash, redirect, request, stream_with_con
 from flask_login import current_user
 
 from .. import approvals, audit_events, controls, errors, exports, kinds, queries
+from ..api.schemas import ExportManifest
 from ..extensions import db
+from ..inputs import parse_integer
+from ..limits import BIGINT_MAX
 from . import approvals as approvals_pages
 from .forms import LedgerFilterForm, ReversalForm, new_reference
 from .permissions import login_required_everywhere, role_required
@@ -46,14 +49,45 @@ def owner_names(transactions: list) -> dict[int, str]:
 @bp.route("/transactions.csv")
 @read_by_a_form(*FILTER_NAMES)
 def export_csv():
-    _, filters = _filters()
+    filters, through_seq = _export_filters()
     if filters is None:
         return redirect(url_for("ledger.index", **_shared_args()))
-    audit_events.record("export.downloaded", object_type="transactions", filters=_shared_args())
-    db.session.commit()  # recorded before the first byte: a download cut short still counts
-    rows = stream_with_context(exports.audit_csv(filters))
+    _record_export(None, through_seq)
+    rows = stream_with_context(exports.audit_csv(filters, through_seq))
     return Response(rows, mimetype="text/csv",
                     headers={"Content-Disposition": "attachment; filename=transactions.csv"})
+
+
+@bp.route("/transactions.manifest.json")
+@read_by_a_form(*FILTER_NAMES)
+def export_manifest():
+    """The CSV's manifest (the API's): verify the pair offline with verify_export."""
+    filters, through_seq = _export_filters()
+    if filters is None:
+        return redirect(url_for("ledger.index", **_shared_args()))
+    _record_export("manifest.json", through_seq)
+    manifest = exports.ledger_manifest(filters, through_seq)
+    csv_url = url_for("ledger.export_csv", **_shared_args(), through_seq=manifest["through_seq"])
+    return Response(ExportManifest(**manifest, csv_url=csv_url).model_dump_json(),
+                    mimetype="application/json", headers={
+                        "Content-Disposition": "attachment; filename=transactions.manifest.json"})
+
+
+def _export_filters() -> tuple[queries.TransactionFilters | None, int | None]:
+    """The filters and through_seq of an export (filters None when one is invalid)."""
+    _, filters = _filters()
+    given = request.args.get("through_seq")
+    through_seq = None if given is None else parse_integer(given)
+    if given is not None and (through_seq is None or not 0 <= through_seq <= BIGINT_MAX):
+        return None, None
+    return filters, through_seq
+
+
+def _record_export(object_id: str | None, through_seq: int | None) -> None:
+    pinned = {} if through_seq is None else {"through_seq": through_seq}
+    audit_events.record("export.downloaded", object_type="transactions", object_id=object_id,
+                        filters={**_shared_args(), **pinned})
+    db.session.commit()  # recorded before the first byte: a download cut short still counts
 
 
 def _filters() -> tuple[LedgerFilterForm, queries.TransactionFilters | None]:
