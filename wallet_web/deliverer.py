@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import signal
 import threading
 import time
 import urllib.error
@@ -36,12 +35,12 @@ from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import Connection, case, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError
 
 from . import audit_events, events, webhooks
 from .accounts import write_transaction
 from .extensions import db
 from .models import utcnow
+from .workers import stop_on_signals, through_outages
 
 log = logging.getLogger("wallet_web.deliverer")
 endpoints, deliveries = webhooks.endpoints, webhooks.deliveries
@@ -438,9 +437,7 @@ def deliver_command(every: float, once: bool) -> None:
     if once:
         click.echo(" ".join(f"{name}={count}" for name, count in deliver_once().items()))
         return
-    stopping = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stopping.set())
+    stopping = stop_on_signals()
     log.info("deliverer started", extra={"fields": {"every_seconds": every}})
     run(Worker(), every, stopping)
     log.info("deliverer stopped")
@@ -464,11 +461,4 @@ def run(worker: Worker, every: float, stopping: threading.Event) -> None:
 
 
 def tick_safely(work):
-    try:
-        return work()
-    except DBAPIError as error:  # the database is away: the next tick tries again
-        db.session.rollback()
-        log.warning("delivery pass failed", extra={"fields": {"error": type(error.orig).__name__}})
-        return None
-    finally:
-        db.session.remove()
+    return through_outages(work, log, "delivery pass failed")

@@ -7,16 +7,13 @@ A pass that fails (the database restarting) is logged and tried again at the nex
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 import time
 
 import click
 from flask.cli import with_appcontext
-from sqlalchemy.exc import DBAPIError
 
 from . import approvals, bulk, chain, holds
-from .extensions import db
+from .workers import stop_on_signals, through_outages
 
 log = logging.getLogger("wallet_web.sweeper")
 JOBS = (
@@ -42,9 +39,7 @@ def sweep_command(every: float | None) -> None:
     if every is None:
         click.echo(" ".join(f"{name}={count}" for name, count in sweep_once().items()))
         return
-    stopping = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stopping.set())
+    stopping = stop_on_signals()
     log.info("sweeper started", extra={"fields": {"every_seconds": every}})
     while not stopping.is_set():
         started = time.monotonic()
@@ -54,13 +49,6 @@ def sweep_command(every: float | None) -> None:
 
 
 def _pass() -> None:
-    try:
-        done = sweep_once()
-    except DBAPIError as error:  # the database is away: the next tick tries again
-        db.session.rollback()
-        log.warning("sweep failed", extra={"fields": {"error": type(error.orig).__name__}})
-        return
-    finally:
-        db.session.remove()
-    if any(done.values()):
+    done = through_outages(sweep_once, log, "sweep failed")
+    if done and any(done.values()):
         log.info("swept", extra={"fields": done})

@@ -27,6 +27,43 @@ HANG_GUARD_SECONDS = 60  # a deadline that only a hang reaches, even on a busy b
 REPLAYED = "Idempotent-Replayed"
 
 
+class FlaskProcess:
+    """A background command (`flask --app wsgi ...`) as its compose service runs it, on a
+    database, its output in a log file."""
+
+    def __init__(self, args: list[str], database_url: str, log_path, **env: str):
+        self.log_path = log_path
+        self._log = open(log_path, "ab")
+        env = {**os.environ, "DATABASE_URL": database_url, "WALLET_ENV": "test",
+               "SECRET_KEY": "ops-test", **env}
+        self.process = subprocess.Popen([str(BIN / "flask"), "--app", "wsgi", *args],
+                                        cwd=ROOT_DIR, env=env, stdout=self._log,
+                                        stderr=subprocess.STDOUT)
+
+    def stop(self, sig=signal.SIGTERM) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=30)
+        self._log.close()
+        return self.process.returncode
+
+    def log(self) -> str:
+        return Path(self.log_path).read_text()
+
+
+def flask_processes(args: list[str], log_path, **defaults: str):
+    """A fixture body: start(url, **env) -> a running FlaskProcess; all SIGKILLed at the end."""
+    started = []
+
+    def start(url: str, **env: str) -> FlaskProcess:
+        started.append(FlaskProcess(args, url, log_path, **{**defaults, **env}))
+        return started[-1]
+
+    yield start
+    for process in started:
+        process.stop(signal.SIGKILL)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -1,16 +1,14 @@
 """The sweeper as it runs in its compose service (`flask --app wsgi sweep --every N`), as a
 real process: it releases expired holds and expires approval requests, a SIGKILLed sweeper
 loses nothing (the next one does the work, once), and it rides out a database restart."""
-import os
 import signal
-import subprocess
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import update
 
 from tests.ops.private_pg import PrivateCluster
-from tests.ops.support import BIN, ROOT_DIR, poll_until
+from tests.ops.support import flask_processes, poll_until
 from tests.ops.test_database_restart import prepared_database
 from tests.conftest import build_app
 from wallet_web import accounts, audit, holds, ledger
@@ -18,35 +16,9 @@ from wallet_web.extensions import db
 from wallet_web.models import Hold, utcnow
 
 
-class Sweeper:
-    def __init__(self, database_url: str, log_path):
-        self.log_path = log_path
-        self._log = open(log_path, "ab")
-        env = {**os.environ, "DATABASE_URL": database_url, "WALLET_ENV": "test",
-               "SECRET_KEY": "ops-test"}
-        self.process = subprocess.Popen(
-            [str(BIN / "flask"), "--app", "wsgi", "sweep", "--every", "0.2"], cwd=ROOT_DIR,
-            env=env, stdout=self._log, stderr=subprocess.STDOUT)
-
-    def stop(self, sig=signal.SIGTERM) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            self.process.wait(timeout=30)
-        self._log.close()
-        return self.process.returncode
-
-
 @pytest.fixture
 def sweepers(tmp_path):
-    started = []
-
-    def start(url: str) -> Sweeper:
-        started.append(Sweeper(url, tmp_path / "sweeper.log"))
-        return started[-1]
-
-    yield start
-    for sweeper in started:
-        sweeper.stop(signal.SIGKILL)
+    yield from flask_processes(["sweep", "--every", "0.2"], tmp_path / "sweeper.log")
 
 
 def expired_holds(count: int, user: int) -> list[int]:

@@ -3,9 +3,7 @@ as a real process against a real HTTP receiver, with short timeouts and backoffs
 that fails its first attempts, one that hangs, the worker SIGKILLed mid-delivery and
 PostgreSQL restarted under load. Every event arrives, signed; a duplicate only where
 at-least-once allows it (a send whose worker died before recording it)."""
-import os
 import signal
-import subprocess
 import threading
 
 import pytest
@@ -13,7 +11,7 @@ from sqlalchemy import select
 
 from tests.conftest import build_app
 from tests.ops.private_pg import PrivateCluster
-from tests.ops.support import BIN, ROOT_DIR, poll_until
+from tests.ops.support import flask_processes, poll_until
 from tests.ops.test_database_restart import prepared_database
 from tests.receiver import Receivers, endpoint_from_here, failing_first
 from wallet_web import accounts, ledger
@@ -31,39 +29,11 @@ def receivers():
         yield receive
 
 
-class Deliverer:
-    def __init__(self, database_url: str, log_path, **env: str):
-        self.log_path = log_path
-        self._log = open(log_path, "ab")
-        env = {**os.environ, "DATABASE_URL": database_url, "WALLET_ENV": "test",
-               "SECRET_KEY": "ops-test", **QUICK, **env}
-        self.process = subprocess.Popen(
-            [str(BIN / "flask"), "--app", "wsgi", "events", "deliver", "--every", "0.1"],
-            cwd=ROOT_DIR, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-
-    def stop(self, sig=signal.SIGTERM) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            self.process.wait(timeout=30)
-        self._log.close()
-        return self.process.returncode
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-
 @pytest.fixture
 def deliverers(tmp_path):
     """start(url, **env) -> a running `events deliver`; all are killed after the test."""
-    started = []
-
-    def start(url: str, **env: str) -> Deliverer:
-        started.append(Deliverer(url, tmp_path / "deliverer.log", **env))
-        return started[-1]
-
-    yield start
-    for worker in started:
-        worker.stop(signal.SIGKILL)
+    yield from flask_processes(["events", "deliver", "--every", "0.1"],
+                               tmp_path / "deliverer.log", **QUICK)
 
 
 def deliveries_of(endpoint_id: int) -> list[WebhookDelivery]:
