@@ -4,6 +4,7 @@ import threading
 import time
 
 import psycopg
+from psycopg.types.json import Jsonb
 import pytest
 
 from wallet_web import events
@@ -40,6 +41,12 @@ def follow(read, cursor=None, expect: int = 0, **params) -> tuple[list[dict], st
 
 def psql(database_url: str) -> psycopg.Connection:
     return psycopg.connect(database_url.replace("+psycopg", ""))
+
+
+def write_event(conn: psycopg.Connection, who: str) -> None:
+    """An event written in `conn`'s transaction, left open."""
+    conn.execute("INSERT INTO events (type, created_at, data) VALUES ('user.created', now(), %s)",
+                 (Jsonb({"who": who}),))
 
 
 @pytest.mark.both_backends
@@ -132,10 +139,8 @@ def test_an_event_that_commits_after_a_later_one_is_neither_skipped_nor_repeated
     pass it while A is open and never see it."""
     _, cursor = follow(read, expect=SEEDED)
     with psql(database_url) as slow, psql(database_url) as fast:
-        slow.execute("INSERT INTO events (type, created_at, data) "
-                     "VALUES ('user.created', now(), '{\"who\": \"slow\"}')")
-        fast.execute("INSERT INTO events (type, created_at, data) "
-                     "VALUES ('user.created', now(), '{\"who\": \"fast\"}')")
+        write_event(slow, "slow")
+        write_event(fast, "fast")
         fast.commit()
         held, cursor_meanwhile = follow(read, cursor)
         assert held == []  # the later event waits for the earlier writer to end
@@ -149,10 +154,8 @@ def test_a_rolled_back_writer_leaves_no_event_and_does_not_block_the_feed(
         app, database_url, read):
     _, cursor = follow(read, expect=SEEDED)
     with psql(database_url) as gone, psql(database_url) as kept:
-        gone.execute("INSERT INTO events (type, created_at, data) "
-                     "VALUES ('user.created', now(), '{\"who\": \"gone\"}')")
-        kept.execute("INSERT INTO events (type, created_at, data) "
-                     "VALUES ('user.created', now(), '{\"who\": \"kept\"}')")
+        write_event(gone, "gone")
+        write_event(kept, "kept")
         kept.commit()
         gone.rollback()
     seen, _ = follow(read, cursor, expect=1)
