@@ -164,13 +164,12 @@ def test_the_app_container_has_a_read_only_root_and_tmp_as_tmpfs(compose):
 
 
 def test_the_sweeper_service_runs_the_command_the_ops_tests_run_and_restarts(compose):
-    from tests.ops.test_sweeper import Sweeper
-    import inspect
+    from tests.ops.test_sweeper import COMMAND
 
     sweeper = compose["services"]["sweeper"]
     command = sweeper["entrypoint"]
-    assert command[:4] == ["flask", "--app", "wsgi", "sweep"] and command[4] == "--every"
-    assert '"sweep", "--every"' in inspect.getsource(Sweeper)  # the same command, outside Docker
+    assert command[:5] == ["flask", "--app", "wsgi", "sweep", "--every"]
+    assert command[3:5] == COMMAND[:2]  # the same command, outside Docker
     assert sweeper["restart"] == "unless-stopped"
     assert sweeper["image"] == compose["services"]["app"]["image"]
     assert sweeper["depends_on"]["app"]["condition"] == "service_healthy"  # migrated first
@@ -180,12 +179,11 @@ def test_the_sweeper_service_runs_the_command_the_ops_tests_run_and_restarts(com
 
 
 def test_the_deliverer_service_runs_the_command_the_ops_tests_run_and_restarts(compose):
-    from tests.ops.test_webhook_delivery import Deliverer
-    import inspect
+    from tests.ops.test_webhook_delivery import COMMAND
 
     deliverer = compose["services"]["deliverer"]
     assert deliverer["entrypoint"] == ["flask", "--app", "wsgi", "events", "deliver"]
-    assert '"events", "deliver"' in inspect.getsource(Deliverer)  # the same, outside Docker
+    assert deliverer["entrypoint"][3:] == COMMAND[:2]  # the same command, outside Docker
     assert deliverer["restart"] == "unless-stopped"
     assert deliverer["image"] == compose["services"]["app"]["image"]
     assert deliverer["depends_on"]["app"]["condition"] == "service_healthy"  # migrated first

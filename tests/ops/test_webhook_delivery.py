@@ -29,11 +29,13 @@ def receivers():
         yield receive
 
 
+COMMAND = ["events", "deliver", "--every", "0.1"]  # the compose service's, polling faster
+
+
 @pytest.fixture
 def deliverers(tmp_path):
     """start(url, **env) -> a running `events deliver`; all are killed after the test."""
-    yield from flask_processes(["events", "deliver", "--every", "0.1"],
-                               tmp_path / "deliverer.log", **QUICK)
+    yield from flask_processes(COMMAND, tmp_path / "deliverer.log", **QUICK)
 
 
 def deliveries_of(endpoint_id: int) -> list[WebhookDelivery]:
