@@ -3,8 +3,10 @@ trail of people, and a wallet's statement. Each download is itself audited."""
 import csv
 import hashlib
 import io
+import re
+import unicodedata
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime
+from datetime import datetime, time, timezone
 from typing import Iterable, Iterator
 
 from sqlalchemy import Select, and_, false, func, literal, select, tuple_
@@ -249,6 +251,56 @@ def _statement(span: Span, tally: Tally) -> str:
             f"published for seq {tally.last_seq} to prove that nothing in the span was "
             f"changed, removed, added or reordered since it was sealed.{chosen} Account names, "
             f"usernames and hold ids are labels: shown, not sealed.")
+
+
+# ---------------------------------------------------------------- its file name
+
+NAME_STEM_MAX = 120  # characters before ".csv" or ".manifest.json"
+NAME_VALUE_MAX = 32  # characters of one filter value in the name
+UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def ledger_filename(filters: TransactionFilters, extension: str = "csv") -> str:
+    """The export's download name after its filters and time range, the same for the API and
+    the dashboard: transactions_user-7_GOLD_topup_2026-11-01_to_2026-11-30.csv. Only
+    [A-Za-z0-9._-] and at most NAME_STEM_MAX characters before the extension, whatever the
+    filter values hold, so it is safe in a Content-Disposition header. through_seq is left
+    out: a manifest and the CSV its csv_url pins share one stem."""
+    period = _period(filters.since, filters.until)
+    room = NAME_STEM_MAX - len(period) - 1  # the period is kept whole
+    head = "_".join(["transactions", *_filter_parts(filters)])[:room].rstrip("._-")
+    return "_".join(part for part in (head, period) if part) + "." + extension
+
+
+def _filter_parts(filters: TransactionFilters) -> list[str]:
+    labelled = (("user-", filters.user_id), ("account-", filters.account_id),
+                ("", filters.asset), ("", filters.kind), ("ref-", filters.reference_id),
+                ("reason-", filters.reason_code), ("ticket-", filters.ticket),
+                ("meta-", filters.metadata))
+    return [label + _name_safe(str(value)) for label, value in labelled
+            if value is not None and value != ""]
+
+
+def _name_safe(text: str) -> str:
+    """Accents dropped, other characters outside [A-Za-z0-9._-] (quotes, slashes, CR/LF,
+    spaces...) made one "-", bounded; a value with nothing left is named by its hash."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    safe = UNSAFE_IN_NAME.sub("-", ascii_text).strip("._-")[:NAME_VALUE_MAX].strip("._-")
+    return safe or hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:8]
+
+
+def _period(since: datetime | None, until: datetime | None) -> str:
+    if since and until:
+        return f"{_name_moment(since)}_to_{_name_moment(until)}"
+    if since:
+        return f"from_{_name_moment(since)}"
+    return f"until_{_name_moment(until)}" if until else ""
+
+
+def _name_moment(value: datetime) -> str:
+    """A UTC day, or a UTC moment (ISO 8601 basic time: no colon) when not at midnight."""
+    utc = value.astimezone(timezone.utc) if value.tzinfo else value
+    return utc.strftime("%Y-%m-%d" if utc.time() == time(0) else "%Y-%m-%dT%H%M%SZ")
 
 
 # ---------------------------------------------------------------- the audit trail of people

@@ -175,8 +175,9 @@ def transactions_csv(query: ExportFilter):
     filters = _filters(query)
     exports.record_download("transactions.csv", **asdict(filters), through_seq=query.through_seq)
     rows = stream_with_context(exports.audit_csv(filters, query.through_seq))
+    name = exports.ledger_filename(filters)
     return Response(rows, mimetype="text/csv",
-                    headers={"Content-Disposition": "attachment; filename=transactions.csv"})
+                    headers={"Content-Disposition": f"attachment; filename={name}"})
 
 
 @api_route(bp, "/transactions.manifest.json", summary="The manifest of the CSV for the same "

@@ -6,8 +6,8 @@ from flask_login import current_user
 from .. import bulk as grants, operators, queries
 from ..extensions import login_manager
 from . import (
-    admin, approvals, audit, auth, bulk, errors, explain, ledger_browser, overview, permissions,
-    query_args, rendering, users,
+    admin, amounts, approvals, audit, auth, bulk, errors, explain, ledger_browser, overview,
+    permissions, query_args, rendering, users,
 )
 from . import admin_webhooks  # noqa: F401  (its routes join admin.bp: imported to add them)
 
@@ -33,4 +33,5 @@ def register(app: Flask) -> None:
                                    "pending_approvals": pending_approvals})
     app.before_request(query_args.refuse_nul)
     rendering.register(app)
+    amounts.register(app)
     errors.register(app)

@@ -9,6 +9,7 @@ from markupsafe import Markup
 
 from .. import approvals, bulk, controls, errors, kinds, queries
 from ..accounts import MAX_REASON
+from .amounts import format_amount
 from .forms import ApprovalFilterForm, DecisionForm
 from .permissions import can, login_required_everywhere
 from .query_args import read_by_a_form
@@ -107,8 +108,10 @@ def _decided(row, decision: str, reason: str) -> str:
 
 def _what(row) -> str:
     if row.hold_id:
-        return f"Release of hold #{row.hold_id} ({row.amount:,} {row.asset_code})"
-    return f"{kinds.title_of(row.kind)} of {row.amount:,} {row.asset_code}"
+        return (f"Release of hold #{row.hold_id} ({format_amount(row.amount, row.asset_code)} "
+                f"{row.asset_code})")
+    return (f"{kinds.title_of(row.kind)} of {format_amount(row.amount, row.asset_code)} "
+            f"{row.asset_code}")
 
 
 def _refused(request_id: int, form: DecisionForm, error: errors.WalletError):
@@ -139,7 +142,8 @@ def _refusal(error: errors.WalletError, row) -> str:
 
 def _not_posted(cause: errors.WalletError | None, row) -> str:
     if isinstance(cause, errors.InsufficientFunds):
-        return f"not enough {row.asset_code}, the wallet holds {cause.details['available']:,}"
+        return (f"not enough {row.asset_code}, the wallet holds "
+                f"{format_amount(cause.details['available'], row.asset_code)}")
     if isinstance(cause, errors.AccountClosed):
         return "a user it moves value for is closed"
     if isinstance(cause, errors.AccountFrozen):

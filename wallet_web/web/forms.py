@@ -21,6 +21,7 @@ from ..inputs import holds_nul, parse_integer
 from ..kinds import BULK_KINDS, NAMES as TRANSACTION_KINDS, title_of
 from ..limits import BIGINT_MAX
 from ..models import API_SCOPES, OPERATOR_ROLES, USER_STATUSES
+from .amounts import format_amount
 
 DATETIME_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"]
 NUL_MESSAGE = "This holds a NUL character, which cannot be stored: remove it."
@@ -124,10 +125,10 @@ class ControlledForm(PostedForm):
             self.ticket.errors.append("Enter a ticket id such as SUP-1234, or an http:// or "
                                       "https:// link.")
         elif isinstance(error, errors.DailyLimitExceeded):
-            details = error.details
+            details, asset = error.details, error.details["asset"]
             self.amount_errors().append(
-                f"Above your daily {details['asset']} limit: {details['left']:,} of "
-                f"{details['limit']:,} left today (UTC).")
+                f"Above your daily {asset} limit: {format_amount(details['left'], asset)} of "
+                f"{format_amount(details['limit'], asset)} left today (UTC).")
         elif error.details.get("field") == "description":  # the reason, said in words
             self.reason.errors.append(f"Say why, in at most {MAX_REASON} characters.")
         else:
@@ -140,9 +141,11 @@ class ControlledForm(PostedForm):
 
 class MovementForm(ControlledForm):
     asset = SelectField("Asset", [DataRequired()])
-    amount = WholeNumberField("Amount", [InputRequired("Enter an amount."),
-                                    NumberRange(min=1, message="Enter an amount above zero.")],
-                         render_kw={"inputmode": "numeric", "autocomplete": "off"})
+    # Entered in the smallest unit, as stored: 12345 of an asset shown with 2 decimals is 123.45.
+    amount = WholeNumberField("Amount (smallest unit)",
+                              [InputRequired("Enter an amount."),
+                               NumberRange(min=1, message="Enter an amount above zero.")],
+                              render_kw={"inputmode": "numeric", "autocomplete": "off"})
 
     def __init__(self, kind: str, assets: list[str], reason_codes: list, **kwargs):
         super().__init__(reason_codes, prefix=kind, **kwargs)

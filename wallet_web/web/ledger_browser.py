@@ -15,10 +15,11 @@ from ..extensions import db
 from ..inputs import parse_integer
 from ..limits import BIGINT_MAX
 from . import approvals as approvals_pages
+from .amounts import format_amount
 from .forms import LedgerFilterForm, ReversalForm, new_reference
 from .permissions import login_required_everywhere, role_required
 from .query_args import read_by_a_form
-from .rendering import render
+from .rendering import is_htmx, render
 
 bp = login_required_everywhere(Blueprint("ledger", __name__, url_prefix="/ledger"))
 LEDGER_PAGE = 25
@@ -54,8 +55,9 @@ def export_csv():
         return redirect(url_for("ledger.index", **_shared_args()))
     _record_export(None, through_seq)
     rows = stream_with_context(exports.audit_csv(filters, through_seq))
+    name = exports.ledger_filename(filters)
     return Response(rows, mimetype="text/csv",
-                    headers={"Content-Disposition": "attachment; filename=transactions.csv"})
+                    headers={"Content-Disposition": f"attachment; filename={name}"})
 
 
 @bp.route("/transactions.manifest.json")
@@ -68,9 +70,10 @@ def export_manifest():
     _record_export("manifest.json", through_seq)
     manifest = exports.ledger_manifest(filters, through_seq)
     csv_url = url_for("ledger.export_csv", **_shared_args(), through_seq=manifest["through_seq"])
+    name = exports.ledger_filename(filters, "manifest.json")
     return Response(ExportManifest(**manifest, csv_url=csv_url).model_dump_json(),
-                    mimetype="application/json", headers={
-                        "Content-Disposition": "attachment; filename=transactions.manifest.json"})
+                    mimetype="application/json",
+                    headers={"Content-Disposition": f"attachment; filename={name}"})
 
 
 def _export_filters() -> tuple[queries.TransactionFilters | None, int | None]:
@@ -151,7 +154,8 @@ def reverse(tx_id: int):
             return _reversal_sent(tx_id, outcome)
     if form.reference_id.data is None or form.reference_id.errors:
         form.reference_id.data = new_reference()  # the next try is a new request
-    return render("ledger/transaction.html", status=422, **_transaction_context(tx_id, form))
+    return render("ledger/transaction.html", "ledger/_reversal.html", status=422,
+                  **_transaction_context(tx_id, form))
 
 
 def _reversal(form: ReversalForm, tx_id: int) -> approvals.Intent:
@@ -165,10 +169,34 @@ def _explain(form: ReversalForm, error: errors.WalletError) -> None:
 
 
 def _reversal_sent(tx_id: int, outcome: approvals.Outcome):
+    if is_htmx():
+        return _reversal_confirmed(tx_id, outcome)
     if outcome.status == "pending":
-        flash(approvals_pages.sent_for_approval(
-            outcome.request_id, f"The reversal of transaction #{tx_id} waits for another "
-                                "operator with the approver right; nothing has moved yet."))
+        flash(_waiting(tx_id, outcome))
         return redirect(url_for("ledger.transaction", tx_id=tx_id), 303)
-    flash(f"Transaction #{tx_id} reversed by transaction #{outcome.receipt.id}.")
+    flash(f"Transaction #{tx_id} reversed by transaction #{outcome.receipt.id}. "
+          f"{_what(queries.get_transaction(tx_id))} moved back.")
     return redirect(url_for("ledger.transaction", tx_id=outcome.receipt.id), 303)
+
+
+def _reversal_confirmed(tx_id: int, outcome: approvals.Outcome):
+    """The confirmation in place of the form, and the facts again (now "Reversed by")."""
+    context = _transaction_context(tx_id, ReversalForm(controls.list_reason_codes(),
+                                                       formdata=None))
+    waiting = _waiting(tx_id, outcome) if outcome.status == "pending" else None
+    return render("ledger/_reversal_done.html", sent=outcome, what=_what(context["tx"]),
+                  sent_for_approval=waiting, **context)
+
+
+def _waiting(tx_id: int, outcome: approvals.Outcome):
+    return approvals_pages.sent_for_approval(
+        outcome.request_id, f"The reversal of transaction #{tx_id} waits for another "
+                            "operator with the approver right; nothing has moved yet.")
+
+
+def _what(tx) -> str:
+    """A transaction in words, "Top up of 1,250 GOLD": what its legs credit (one asset)."""
+    credits = [leg for leg in tx.postings if leg.amount > 0]
+    asset = credits[0].account.asset_code
+    total = format_amount(sum(leg.amount for leg in credits), asset)
+    return f"{kinds.title_of(tx.kind)} of {total} {asset}"

@@ -30,14 +30,6 @@ def render(
     return render_template(template, **context), status
 
 
-def amount(value: int | None) -> str:
-    return "" if value is None else f"{value:,}"
-
-
-def signed_amount(value: int) -> str:
-    return f"+{value:,}" if value > 0 else f"\u2212{-value:,}"
-
-
 def timestamp(value: datetime | None) -> str:
     return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -54,8 +46,6 @@ def _secure_headers(response: Response) -> Response:
 
 
 def register(app: Flask) -> None:
-    app.add_template_filter(amount, "amount")
     app.add_template_filter(kinds.title_of, "kind_title")
-    app.add_template_filter(signed_amount, "signed_amount")
     app.add_template_filter(timestamp, "timestamp")
     app.after_request(_secure_headers)

@@ -14,6 +14,7 @@ from .. import accounts, approvals, controls, errors, kinds, ledger, queries
 from ..inputs import parse_integer
 from ..models import User, utcnow
 from . import approvals as approvals_pages
+from .amounts import format_amount
 from .charts import sparkline
 from .forms import (
     MovementForm, NewUserForm, ReleaseForm, StatusForm, TransferForm, UserFilterForm,
@@ -59,7 +60,8 @@ class Done:
     @property
     def what(self) -> str:
         to = f" to {self.recipient}" if self.recipient else ""
-        return f"{kinds.title_of(self.kind)} of {self.amount:,} {self.asset}{to}"
+        return (f"{kinds.title_of(self.kind)} of {format_amount(self.amount, self.asset)} "
+                f"{self.asset}{to}")
 
     @property
     def message(self) -> str:
@@ -68,7 +70,7 @@ class Done:
             text = f"Sent for approval (request #{self.request_id}). {self.waiting}"
         else:
             text = (f"{self.what} recorded as transaction #{self.transaction_id}. "
-                    f"New {self.asset} balance: {self.balance:,}.")
+                    f"New {self.asset} balance: {format_amount(self.balance, self.asset)}.")
         return text + (" This form was sent more than once; it was recorded once."
                        if self.replayed else "")
 
@@ -104,15 +106,16 @@ class Released:
         if self.pending:
             text = f"Sent for approval (request #{self.request_id}). {self.waiting}"
         else:
-            text = (f"Released hold #{self.hold_id}: {self.amount:,} {self.asset} back to "
-                    "the wallet.")
+            text = (f"Released hold #{self.hold_id}: {format_amount(self.amount, self.asset)} "
+                    f"{self.asset} back to the wallet.")
         return text + (" This form was sent more than once; it was recorded once."
                        if self.replayed else "")
 
     @property
     def waiting(self) -> str:
-        return (f"The release of hold #{self.hold_id} ({self.amount:,} {self.asset}) waits "
-                "for another operator with the approver right; nothing has moved yet.")
+        return (f"The release of hold #{self.hold_id} ({format_amount(self.amount, self.asset)} "
+                f"{self.asset}) waits for another operator with the approver right; nothing "
+                "has moved yet.")
 
 
 NOT_OPEN = {
@@ -401,15 +404,17 @@ def _explain_resent(form: MovementForm | ReleaseForm, error: errors.WalletError)
 
 
 def _explain_ledger(form: MovementForm, error: errors.WalletError) -> None:
+    asset = form.asset.data
     if isinstance(error, errors.InsufficientFunds):
-        form.amount.errors.append(
-            f"Not enough {form.asset.data}: the wallet holds {error.details['available']:,}.")
+        form.amount.errors.append(f"Not enough {asset}: the wallet holds "
+                                  f"{format_amount(error.details['available'], asset)}.")
     elif isinstance(error, errors.AmountTooLarge):
-        form.amount.errors.append(f"Above the {form.asset.data} maximum of "
-                                  f"{error.details['max_amount']:,} per movement.")
+        form.amount.errors.append(f"Above the {asset} maximum of "
+                                  f"{format_amount(error.details['max_amount'], asset)} "
+                                  "per movement.")
     elif isinstance(error, errors.BalanceLimit):
-        form.amount.errors.append(f"The wallet would hold more than the {form.asset.data} "
-                                  f"maximum of {error.details['max_balance']:,}.")
+        form.amount.errors.append(f"The wallet would hold more than the {asset} maximum of "
+                                  f"{format_amount(error.details['max_balance'], asset)}.")
     elif isinstance(error, errors.InvalidAmount):
         form.amount.errors.append(error.message)
     elif isinstance(error, errors.UnknownAsset):
@@ -586,9 +591,9 @@ def _explain_transfer(form: TransferForm, error: errors.WalletError, user_id: in
         form.form_errors.append(f"This user's {form.asset.data} wallet is frozen: "
                                 "nothing can be sent from it; nothing was moved.")
     elif isinstance(error, errors.BalanceLimit):
+        maximum = format_amount(error.details["max_balance"], form.asset.data)
         form.amount.errors.append(f"{recipient}'s wallet would hold more than the "
-                                  f"{form.asset.data} maximum of "
-                                  f"{error.details['max_balance']:,}.")
+                                  f"{form.asset.data} maximum of {maximum}.")
     else:
         _explain(form, error)  # a ledger refusal the transfer shares with the other movements
 
@@ -655,7 +660,7 @@ def change_status(user_id: int, action: str):
 
 def _explain_status(form: StatusForm, error: errors.WalletError) -> None:
     if isinstance(error, errors.BalanceNotZero):
-        held = ", ".join(f"{amount:,} {asset}"
+        held = ", ".join(f"{format_amount(amount, asset)} {asset}"
                          for asset, amount in sorted(error.details["balances"].items()))
         form.form_errors.append(f"Balances must be zero to close: this user still holds {held}. "
                                 "Move it out first; nothing changed.")
