@@ -277,3 +277,11 @@ def test_a_refused_htmx_reversal_answers_with_the_form_and_its_errors(login, top
     assert response.text.lstrip().startswith('<section class="card narrow" id="reversal"')
     assert "Tick to confirm the reversal." in response.text
     assert queries.reversal_of(topup) is None
+
+
+def test_an_operators_daily_limits_read_in_their_assets_decimals(login, euro, make_operator):
+    controls.set_policy(EUR, 10**6, 123_456)
+    carol = make_operator("operator", "carol")
+    page = login("admin").get(f"/admin/operators/{carol.id}").text
+    row = page.split(f'<tr data-asset="{EUR}">', 1)[1].split("</tr>", 1)[0]
+    assert "1,234.56" in row and "123456" not in row and "123,456" not in row
