@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
 
-from sqlalchemy import Connection, func, insert, literal, select, tuple_, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from . import events
 from .extensions import WRITE_LOCK, db
@@ -62,12 +62,8 @@ def ledger_sources(conn: Connection, position: tuple[int, int], size: int) -> li
 
 def audit_sources(conn: Connection, position: tuple[int, int], size: int) -> list[tuple]:
     """(xid, id, id) of the next audit events after `position`, as events.after reads."""
-    key = tuple_(audit_table.c.xid, audit_table.c.id)
-    query = (select(audit_table.c.xid, audit_table.c.id, audit_table.c.id)
-             .where(key > tuple_(*map(literal, position)))
-             .order_by(audit_table.c.xid, audit_table.c.id).limit(size))
-    if conn.dialect.name == "postgresql":
-        query = query.where(audit_table.c.xid < events.VISIBLE_BELOW)
+    query = events.visible_after(audit_table, position, conn.dialect, audit_table.c.xid,
+                                 audit_table.c.id, audit_table.c.id, limit=size)
     return [tuple(row) for row in conn.execute(query)]
 
 
@@ -118,14 +114,11 @@ class Chain:
 def _unsealed_transactions(conn: Connection, position: tuple[int, int]) -> int:
     table = events.events
     return conn.execute(select(func.count()).where(
-        table.c.type == POSTED[0],
-        tuple_(table.c.xid, table.c.id) > tuple_(*map(literal, position)))).scalar_one()
+        table.c.type == POSTED[0], events.past(table, position))).scalar_one()
 
 
 def _unsealed_audit_events(conn: Connection, position: tuple[int, int]) -> int:
-    return conn.execute(select(func.count()).where(
-        tuple_(audit_table.c.xid, audit_table.c.id) > tuple_(*map(literal, position)))
-    ).scalar_one()
+    return conn.execute(select(func.count()).where(events.past(audit_table, position))).scalar_one()
 
 
 CHAIN = {

@@ -78,25 +78,38 @@ def decode_cursor(cursor: str | None) -> tuple[int, int]:
     return int(found[1]), int(found[2])
 
 
+def past(table, position: tuple[int, int]):
+    """Rows of `table` (events, audit_events) after `position` in (xid, id) order."""
+    return tuple_(table.c.xid, table.c.id) > tuple_(*map(literal, position))
+
+
+def visible(query, table, dialect):
+    """`query` on `table` without rows an older writer may still commit below (PostgreSQL)."""
+    return query.where(table.c.xid < VISIBLE_BELOW) if dialect.name == "postgresql" else query
+
+
+def visible_after(table, position: tuple[int, int], dialect, *columns, limit: int):
+    """The next visible rows of `table` after `position`, in feed order."""
+    query = (select(*columns or (table,)).where(past(table, position))
+             .order_by(table.c.xid, table.c.id).limit(limit))
+    return visible(query, table, dialect)
+
+
 def after(position: tuple[int, int], *, types: tuple[str, ...] = (), limit: int = 100,
           conn: Connection | None = None) -> list:
     """The visible events after `position`, in feed order (rows with .id, .xid, .type...)."""
     bind = conn if conn is not None else db.session
-    query = (select(events).where(tuple_(events.c.xid, events.c.id) > tuple_(*map(literal, position)))
-             .order_by(events.c.xid, events.c.id).limit(limit))
+    dialect = conn.dialect if conn is not None else db.session.get_bind().dialect
+    query = visible_after(events, position, dialect, limit=limit)
     if types:
         query = query.where(events.c.type.in_(types))
-    dialect = conn.dialect if conn is not None else db.session.get_bind().dialect
-    if dialect.name == "postgresql":
-        query = query.where(events.c.xid < VISIBLE_BELOW)
     return list(bind.execute(query))
 
 
 def end(conn: Connection) -> tuple[int, int]:
     """The position of the last visible event: a reader starting there sees what comes next."""
-    query = select(events.c.xid, events.c.id).order_by(events.c.xid.desc(), events.c.id.desc()).limit(1)
-    if conn.dialect.name == "postgresql":
-        query = query.where(events.c.xid < VISIBLE_BELOW)
+    query = visible(select(events.c.xid, events.c.id)
+                    .order_by(events.c.xid.desc(), events.c.id.desc()).limit(1), events, conn.dialect)
     last = conn.execute(query).first()
     return tuple(last) if last else START
 

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, time, timezone
 from typing import Iterable, Iterator
 
-from sqlalchemy import Select, and_, false, func, literal, select, tuple_
+from sqlalchemy import Select, and_, false, func, select
 from sqlalchemy.orm import aliased
 
 from . import audit_events, chain, events, verify_export
@@ -147,7 +147,7 @@ def _unsealed_rows(span: Span) -> Select:
     posted = events.events
     query = (_rows_from(posted, posted.c.transaction_id)
              .where(posted.c.type == "transaction.posted",
-                    tuple_(posted.c.xid, posted.c.id) > tuple_(*map(literal, span.position)))
+                    events.past(posted, span.position))
              .order_by(Transaction.id, Posting.id))
     if span.filters != TransactionFilters():
         query = query.where(Transaction.id.in_(_matching(span.filters)))
