@@ -9,16 +9,21 @@ import base64
 import re
 from dataclasses import dataclass, replace
 from datetime import date, datetime
+from decimal import Context, Decimal
 from typing import Generic, Iterator, TypeVar
 
-from sqlalchemy import Select, bindparam, case, exists, func, or_, select
+from sqlalchemy import (
+    Select, String, and_, bindparam, case, exists, false, func, literal_column, or_, select,
+    text, union_all,
+)
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import selectinload
 
 from . import errors
 from .accounts import SYSTEM_USERNAME
 from .extensions import db
 from .inputs import parse_integer
-from .limits import is_id
+from .limits import BIGINT_MAX, is_id
 from .models import (
     Account, Asset, AuditEvent, BalanceShard, Hold, MovementRequest, Posting, StatusChange,
     Transaction, User, utcnow,
@@ -26,6 +31,9 @@ from .models import (
 
 T = TypeVar("T")
 MAX_PAGE = 200
+COUNT_CAP = 10_000  # a count of matching rows stops here: "more than 10,000"
+COUNT_BUDGET_MS = 40  # a count that takes longer is not shown
+QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement_timeout
 CURSOR = re.compile(r"[A-Za-z0-9_-]{1,32}")  # url-safe base64 of "id:" and at most 19 digits
 
 
@@ -82,6 +90,12 @@ class TransactionFilters:
     metadata: str | None = None  # "key:value"
     reason_code: str | None = None  # a dashboard movement's (approvals.py keeps it in metadata)
     ticket: str | None = None
+    # What a player tells support: the first characters of a reference or a ticket, or words
+    # of the description (a dashboard movement's reason).
+    text: str | None = None
+    # A leg of this amount, either sign, written in the asset's decimals ("12.50"): in `asset`,
+    # or in each asset whose decimals can write it.
+    amount: Decimal | None = None
 
 
 # ---------------------------------------------------------------- cursors
@@ -317,6 +331,10 @@ def filtered_transactions(filters: TransactionFilters) -> Select:
     for key in ("reason_code", "ticket"):
         if getattr(filters, key):
             query = query.where(meta_text(key) == getattr(filters, key))
+    if _searched(filters):
+        query = query.where(_text_matches(filters.text))
+    if filters.amount is not None:
+        query = query.where(_moving(filters.amount, filters.asset, filters.since, filters.until))
     return query
 
 
@@ -324,13 +342,151 @@ def list_transactions(
     filters: TransactionFilters, cursor: str | None = None, limit: int = 50
 ) -> Page[Transaction]:
     limit = _limit(limit)
-    query = (filtered_transactions(filters)
-             .options(selectinload(Transaction.postings).selectinload(Posting.account))
-             .order_by(Transaction.id.desc()).limit(limit + 1))
     before = decode_cursor(cursor)
+    query = filtered_transactions(filters)
+    if _searched(filters):
+        query = select(Transaction).where(Transaction.id.in_(_text_page(filters, before, limit + 1)))
+    query = (query.options(selectinload(Transaction.postings).selectinload(Posting.account))
+             .order_by(Transaction.id.desc()).limit(limit + 1))
     if before is not None:
         query = query.where(Transaction.id < before)
     return _page(list(db.session.scalars(query)), limit)
+
+
+def _text_page(filters: TransactionFilters, before: int | None, count: int):
+    """The ids a page of a text search is among: the newest `count` below `before` whose
+    reference starts with the text, as many whose ticket does (each planned on its own, with
+    statistics that tell a rare start from a common one), and every one holding its words
+    (PostgreSQL guesses how many hold a word's start, so they are read from the index)."""
+    others = filtered_transactions(replace(filters, text=None)).with_only_columns(Transaction.id)
+    if before is not None:
+        others = others.where(Transaction.id < before)
+    starts, words = _text_searches(filters.text)
+    newest = [others.where(start).order_by(Transaction.id.desc()).limit(count).subquery()
+              for start in starts]
+    return union_all(*(select(ids.c.id) for ids in newest), *(others.where(w) for w in words))
+
+
+def count_transactions(filters: TransactionFilters, cap: int | None = None) -> int | None:
+    """How many transactions match, counted up to cap + 1 (more than `cap` is all it says),
+    when that is cheap: None when PostgreSQL needs more than COUNT_BUDGET_MS for it."""
+    capped = (filtered_transactions(filters).with_only_columns(Transaction.id)
+              .limit((cap or COUNT_CAP) + 1).subquery())
+    counting = select(func.count()).select_from(capped)
+    if not _postgres():
+        return db.session.execute(counting).scalar_one()
+    try:
+        with db.session.begin_nested():  # a cancelled count rolls back to here, timeout too
+            db.session.execute(text(f"SET LOCAL statement_timeout = {COUNT_BUDGET_MS}"))
+            found = db.session.execute(counting).scalar_one()
+            db.session.execute(text("SET LOCAL statement_timeout TO DEFAULT"))
+    except OperationalError as error:
+        if getattr(error.orig, "sqlstate", None) != QUERY_CANCELED:
+            raise
+        return None
+    return found
+
+
+def cursor_at(moment: datetime) -> str | None:
+    """The cursor of a list that starts at the newest transaction created before `moment`
+    (None: there is none). Ids grow with time, so "load more" goes on from there."""
+    query = (select(Transaction.id).where(Transaction.created_at < moment)
+             .order_by(Transaction.created_at.desc(), Transaction.id.desc()).limit(1))
+    newest = db.session.execute(query).scalar()
+    return None if newest is None else encode_cursor(newest + 1)
+
+
+# ---------------------------------------------------------------- finding transactions
+
+WORD = re.compile(r"[^\W_]+")  # a word as to_tsvector's parser splits them
+MAX_WORDS = 8
+SIMPLE = literal_column("'simple'::regconfig")  # no stemming: names, codes, any language
+EXACT = Context(prec=80)  # wide enough that shifting a typed amount's point never rounds it
+
+
+def _postgres() -> bool:
+    return db.engine.dialect.name == "postgresql"
+
+
+def _searched(filters: TransactionFilters) -> bool:
+    return bool(filters.text and filters.text.strip())
+
+
+def _text_matches(term: str):
+    """A union of one indexed search each: under one OR the planner cannot tell a rare term
+    from a common one, and walks the whole ledger newest first looking for a rare one."""
+    starts, words = _text_searches(term)
+    return Transaction.id.in_(union_all(*(select(Transaction.id).where(search)
+                                          for search in starts + words)))
+
+
+def _text_searches(term: str) -> tuple[list, list]:
+    """The reference or the ticket starts with `term`; the description holds its words (each
+    as the start of a word: the agent may still be typing)."""
+    term = term.strip()
+    words = WORD.findall(term)[:MAX_WORDS]
+    return [_reference_starts(term), _ticket_starts(term)], [_described(words)] if words else []
+
+
+def _reference_starts(prefix: str):
+    """Case-sensitive, as references are; an index range on both backends (migration 0011)."""
+    if _postgres():
+        return Transaction.reference_id.like(_escape_like(prefix) + "%", escape="\\")
+    return Transaction.reference_id.op("GLOB")(re.sub(r"([*?\[])", r"[\1]", prefix) + "*")
+
+
+def _ticket_starts(prefix: str):
+    """Case-insensitive; "5512" also finds "#5512" and "#5512" finds "5512"."""
+    prefix = prefix.lower()
+    variants = {prefix, prefix[1:] if prefix.startswith("#") else "#" + prefix}
+    ticket = _ticket_text()
+    return or_(*(ticket.like(_escape_like(variant) + "%", escape="\\")
+                 for variant in sorted(variants) if variant))
+
+
+def _ticket_text():
+    """lower(metadata ->> 'ticket'), written as migration 0011 indexes it."""
+    if _postgres():
+        return func.lower(Transaction.meta.op("->>", return_type=String)(
+            literal_column("'ticket'")))
+    return func.lower(meta_text("ticket"))
+
+
+def _described(words: list[str]):
+    if _postgres():
+        query = " & ".join(f"'{word}':*" for word in words)
+        return (func.to_tsvector(SIMPLE, Transaction.description)
+                .op("@@")(func.to_tsquery(SIMPLE, query)))
+    return and_(*(func.lower(Transaction.description).like(
+        "%" + _escape_like(word.lower()) + "%", escape="\\") for word in words))
+
+
+def _moving(amount: Decimal, asset: str | None, since: datetime | None,
+            until: datetime | None):
+    """The transaction has a leg of `amount` (either sign) in the asset's smallest unit."""
+    legs = [and_(Account.asset_code == code, Posting.amount.in_((units, -units)))
+            for code, units in in_smallest_units(amount, asset)]
+    if not legs:
+        return false()
+    within = [Posting.created_at >= since] if since else []  # a leg is stamped as its
+    within += [Posting.created_at < until] if until else []  # transaction: one range, indexed
+    return Transaction.id.in_(select(Posting.transaction_id)
+                              .join(Account, Account.id == Posting.account_id)
+                              .where(or_(*legs), *within))
+
+
+def in_smallest_units(amount: Decimal, asset: str | None = None) -> list[tuple[str, int]]:
+    """(asset, units) for `asset`, or each asset, whose decimals can write `amount` exactly:
+    12.5 is 1250 in an asset of scale 2, and in no asset of scale 0."""
+    query = select(Asset.code, Asset.scale).order_by(Asset.code)
+    if asset:
+        query = query.where(Asset.code == asset)
+    found = []
+    for code, scale in db.session.execute(query):
+        units = abs(amount).scaleb(scale, context=EXACT)
+        if units == units.to_integral_value() and 0 < units <= BIGINT_MAX:
+            found.append((code, int(units)))
+    return found
 
 
 def get_transaction(tx_id: int) -> Transaction:

@@ -25,7 +25,7 @@ def stored(kind: str | None = None) -> int:
 
 def open_customer(page, customer) -> None:
     page.get_by_label("Find a user or a reference").fill(customer.name[:3])
-    page.locator("#lookup-results").get_by_role("link", name=customer.name).click()
+    page.locator("#lookup-results").get_by_role("option", name=customer.name).click()
     page.wait_for_url(f"**{customer.page}")
 
 

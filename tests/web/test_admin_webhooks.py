@@ -162,8 +162,9 @@ def test_an_endpoint_disabled_after_failing_says_why_and_since_when(admin):
     for path in ("/admin/webhooks", f"/admin/webhooks/{endpoint_id}"):
         page = admin.get(path).text
         assert "disabled</span>" in page
-        assert (f"Disabled on {disabled_at}: Failing since 2024-05-01: HTTP 500 from the "
-                "receiver") in page
+        assert (f'Disabled on <time datetime="{disabled_at[:10]}T{disabled_at[11:19]}Z" '
+                f'title="{disabled_at}">{disabled_at}</time>: Failing since 2024-05-01: '
+                "HTTP 500 from the receiver") in page
         assert f'action="/admin/webhooks/{endpoint_id}/enable"' in page
 
 

@@ -62,8 +62,10 @@ def test_the_queue_lists_pending_requests_newest_first_with_everything_a_checker
     assert f"{threshold() + 1:,}" in cells[3] and "GOLD" in cells[3]
     assert cells[4:8] == ["goodwill", '<span class="ticket mono">SUP-2</span>',
                           "Prize &lt;b&gt;twice&lt;/b&gt;", "operator:maker"]
-    created = request_row(second).created_at.strftime("%Y-%m-%d %H:%M:%S UTC")
-    expires = request_row(second).expires_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    created, expires = (
+        f'<time datetime="{moment:%Y-%m-%dT%H:%M:%SZ}" title="{moment:%Y-%m-%d %H:%M:%S UTC}">'
+        f'{moment:%Y-%m-%d %H:%M:%S UTC}</time>'
+        for moment in (request_row(second).created_at, request_row(second).expires_at))
     assert cells[8] == f'{created}<br><span class="muted small">expires {expires}</span>'
     assert cells[9] == '<span class="status request-pending">pending</span>'
     assert 'href="https://tickets.example/SUP-1"' in page

@@ -77,7 +77,8 @@ def test_the_open_holds_are_listed_with_their_age_expiry_reference_and_descripti
     assert "30&nbsp;" in article and f"hold #{hold.id}" in article
     assert re.search(r"<dd>\d+ s ago ", article)  # its age
     expires = hold.expires_at.strftime("%Y-%m-%d %H:%M:%S UTC")
-    assert f'<dd class="expires">{expires} <span class="muted small">(in ' in article
+    assert f'<dd class="expires"><time datetime="{hold.expires_at:%Y-%m-%dT%H:%M:%SZ}" ' in article
+    assert f'>{expires}</time> <span class="muted small">(in ' in article
     assert "shop-1" in article and "Sword of testing" in article
     assert f'href="/ledger/{hold.hold_transaction_id}"' in article
 

@@ -58,8 +58,8 @@ def test_chart_geometry():
     assert len(chart.bars) == 30 and chart.peak == 100
     assert (chart.bars[-1].height, chart.bars[-2].height, chart.bars[0].height) == (100, 50, 0)
     assert daily_bars({}, today).peak == 0
-    assert sparkline([]) == "" and sparkline([0, 10], 100, 20) == "0.0,18.0 100.0,2.0"
-    assert sparkline([5], 100, 20) == "0.0,10.0 100.0,10.0"
+    assert sparkline([]) is None and sparkline([0, 10], 100, 20).points == "0.0,18.0 100.0,2.0"
+    assert sparkline([5], 100, 20).dot == (50.0, 2.0)  # one posting: a dot, not a line
 
 
 def test_the_overview_shows_holdings_volume_chart_and_latest(login, customer):

@@ -38,16 +38,30 @@ def daily_bars(amounts: dict[date, int], last_day: date, days: int = 30,
     return BarChart(bars, peak, width, height)
 
 
-def sparkline(values: list[int], width: int = 160, height: int = 32) -> str:
-    """SVG polyline points for the values, scaled to the box ('' without values)."""
+@dataclass(frozen=True)
+class Sparkline:
+    """A wallet's recent balances drawn on an axis from zero (a wallet never goes below it), so
+    100 -> 105 -> 103 stays a small move near the top, with its lowest and highest balance to
+    label it. One posting is a dot: a line would look like an underline."""
+
+    points: str  # the polyline's "x,y x,y ..."; '' for a single posting
+    dot: tuple[float, float] | None  # (x, y) of the single posting
+    low: int
+    high: int
+    width: int
+    height: int
+
+
+def sparkline(values: list[int], width: int = 160, height: int = 32) -> Sparkline | None:
+    """The values scaled into the box (2 units of margin top and bottom); None without values."""
     if not values:
-        return ""
-    if len(values) == 1:
-        values = values * 2  # one posting: a flat line at that balance
+        return None
     low, high = min(values), max(values)
+    floor = min(low, 0)
+    scale = (height - 4) / (high - floor) if high != floor else 0
+    ys = [round(height - 2 - (value - floor) * scale, 1) for value in values]
+    if len(values) == 1:
+        return Sparkline("", (width / 2, ys[0]), low, high, width, height)
     step = width / (len(values) - 1)
-    if high == low:
-        return " ".join(f"{round(i * step, 1)},{height / 2}" for i in range(len(values)))
-    scale = (height - 4) / (high - low)
-    return " ".join(f"{round(i * step, 1)},{round(height - 2 - (v - low) * scale, 1)}"
-                    for i, v in enumerate(values))
+    points = " ".join(f"{round(i * step, 1)},{y}" for i, y in enumerate(ys))
+    return Sparkline(points, None, low, high, width, height)

@@ -1,14 +1,16 @@
 """Dashboard forms: fields, validators and their messages (CSRF from FlaskForm)."""
 from __future__ import annotations
 
+import re
 import uuid
+from decimal import Decimal
 
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField, Form, HiddenField, IntegerField, PasswordField, SelectChoice, SelectField,
     StringField,
 )
-from wtforms.fields import DateTimeLocalField
+from wtforms.fields import DateField, DateTimeLocalField
 from wtforms.validators import (
     DataRequired, InputRequired, Length, NumberRange, Optional, StopValidation, ValidationError,
 )
@@ -266,19 +268,57 @@ class UserFilterForm(QueryForm):
                          + [SelectChoice(status) for status in USER_STATUSES])
 
 
+AMOUNT_TEXT = re.compile(r"\d{1,19}(?:\.\d{1,18})?")
+
+
+def parse_amount_text(text: str) -> Decimal | None:
+    """An amount as read to an agent, in the asset's decimals: "12.50", "1,250"; None if not."""
+    digits = text.replace(",", "").replace(" ", "")
+    return Decimal(digits) if AMOUNT_TEXT.fullmatch(digits) else None
+
+
+class AmountTextField(StringField):
+    """An amount in the asset's decimals (a filter: the ledger turns it into smallest units)."""
+
+    def __init__(self, label: str, **kwargs):
+        super().__init__(label, [Optional()], render_kw={"inputmode": "decimal",
+                                                        "autocomplete": "off",
+                                                        "placeholder": "12.50"}, **kwargs)
+
+    def process_formdata(self, valuelist):
+        text = valuelist[0].strip() if valuelist else ""
+        self.raw_text = text
+        self.data = parse_amount_text(text) if text else None
+        if text and self.data is None:
+            raise ValueError("Enter an amount such as 12.50 or 1,250 (digits, one point).")
+
+    def _value(self):
+        return getattr(self, "raw_text", "") or ("" if self.data is None else str(self.data))
+
+
+class LedgerJumpForm(QueryForm):
+    """Where the ledger's list starts: the newest transaction before the end of a UTC day."""
+
+    start = DateField("Jump to date (UTC)", [Optional()])
+
+
 class LedgerFilterForm(QueryForm):
     """The ledger's filters, kept in the URL."""
 
     kind = SelectField("Kind", [Optional()], choices=[SelectChoice("", "Any kind")]
                        + [SelectChoice(kind) for kind in TRANSACTION_KINDS])
+    q = StringField("Reference, ticket or words", [Optional(), Length(max=128)],
+                    filters=[strip], render_kw={"type": "search", "autocomplete": "off",
+                                                "placeholder": "web-3f2, SUP-1234, goodwill"})
+    amount = AmountTextField("Amount (either sign)")
     asset = SelectField("Asset", [Optional()])
     user_id = WholeNumberField("User id", [Optional(), NumberRange(1, BIGINT_MAX, "No such id.")],
                                render_kw={"inputmode": "numeric"})
-    reference_id = StringField("Reference", [Optional(), Length(max=128)])
+    reference_id = StringField("Reference (exact)", [Optional(), Length(max=128)])
     since = DateTimeLocalField("From (UTC)", [Optional()], format=DATETIME_FORMATS)
     until = DateTimeLocalField("Until (UTC)", [Optional()], format=DATETIME_FORMATS)
     reason_code = SelectField("Reason code", [Optional()])
-    ticket = StringField("Ticket", [Optional(), Length(max=MAX_TICKET)], filters=[strip])
+    ticket = StringField("Ticket (exact)", [Optional(), Length(max=MAX_TICKET)], filters=[strip])
 
     def __init__(self, formdata, assets: list[str], reason_codes: list):
         """`reason_codes`: every code, retired ones too (they stay on their movements)."""

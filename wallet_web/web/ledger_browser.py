@@ -4,7 +4,7 @@ release), the admin's reversal (through the operator controls), and the CSV audi
 its manifest (the API's code and format; each download is audited)."""
 from __future__ import annotations
 
-from datetime import timezone
+from datetime import datetime, time, timedelta, timezone
 
 from flask import Blueprint, Response, flash, redirect, request, stream_with_context, url_for
 from flask_login import current_user
@@ -15,30 +15,42 @@ from ..extensions import db
 from ..inputs import parse_integer
 from ..limits import BIGINT_MAX
 from . import approvals as approvals_pages
-from .amounts import format_amount
-from .forms import LedgerFilterForm, ReversalForm, new_reference
+from .amounts import format_amount, scale_of
+from .forms import LedgerFilterForm, LedgerJumpForm, ReversalForm, new_reference
 from .permissions import login_required_everywhere, role_required
 from .query_args import read_by_a_form
 from .rendering import is_htmx, render
 
 bp = login_required_everywhere(Blueprint("ledger", __name__, url_prefix="/ledger"))
 LEDGER_PAGE = 25
-FILTER_NAMES = ("kind", "asset", "user_id", "reference_id", "since", "until", "reason_code",
-                "ticket")
+FILTER_NAMES = ("q", "amount", "kind", "asset", "user_id", "reference_id", "since", "until",
+                "reason_code", "ticket")
 
 
 @bp.route("")
-@read_by_a_form(*FILTER_NAMES)
+@read_by_a_form(*FILTER_NAMES, "start")
 def index():
     form, filters = _filters()
-    page = None
-    if filters is not None:
-        page = queries.list_transactions(filters, request.args.get("cursor"), LEDGER_PAGE)
+    jump = LedgerJumpForm(request.args)
+    page = matching = None
+    if filters is not None and jump.validate():
+        cursor = request.args.get("cursor") or _start_cursor(jump)
+        page = queries.list_transactions(filters, cursor, LEDGER_PAGE)
+        matching = None if request.args.get("rows") else queries.count_transactions(filters)
     partial = "ledger/_rows.html" if request.args.get("rows") else "ledger/_browser.html"
     transactions = page.items if page else []
-    return render("ledger/index.html", partial, form=form, page=page, shared=_shared_args(),
+    return render("ledger/index.html", partial, form=form, jump=jump, page=page,
+                  matching=matching, count_cap=queries.COUNT_CAP, shared=_shared_args(),
                   transactions=transactions, owners=owner_names(transactions),
-                  status=200 if filters else 422)
+                  status=200 if page else 422)
+
+
+def _start_cursor(jump: LedgerJumpForm) -> str | None:
+    """The cursor of a list jumped to the end of a UTC day (none before it: an empty page)."""
+    if jump.start.data is None:
+        return None
+    day_after = datetime.combine(jump.start.data + timedelta(days=1), time(), timezone.utc)
+    return queries.cursor_at(day_after) or queries.encode_cursor(1)
 
 
 def owner_names(transactions: list) -> dict[int, str]:
@@ -97,13 +109,28 @@ def _filters() -> tuple[LedgerFilterForm, queries.TransactionFilters | None]:
     """The filter form from the query string, and the filters (None when one is invalid)."""
     form = LedgerFilterForm(request.args, queries.list_asset_codes(),
                             controls.list_reason_codes(active_only=False))
-    if not form.validate():
+    if not form.validate() or not _writable_amount(form):
         return form, None
     return form, queries.TransactionFilters(
         kind=form.kind.data or None, asset=form.asset.data or None, user_id=form.user_id.data,
         reference_id=(form.reference_id.data or "").strip() or None,
         since=_utc(form.since.data), until=_utc(form.until.data),
-        reason_code=form.reason_code.data or None, ticket=form.ticket.data or None)
+        reason_code=form.reason_code.data or None, ticket=form.ticket.data or None,
+        text=form.q.data or None, amount=form.amount.data)
+
+
+def _writable_amount(form: LedgerFilterForm) -> bool:
+    """An amount the chosen asset (or any asset) can write; else an error beside it."""
+    amount, asset = form.amount.data, form.asset.data or None
+    if amount is None or queries.in_smallest_units(amount, asset):
+        return True
+    if amount == 0:
+        form.amount.errors.append("Enter an amount above 0.")
+    elif asset:
+        form.amount.errors.append(f"{asset} amounts have at most {scale_of(asset)} decimals.")
+    else:
+        form.amount.errors.append("No asset has that many decimals.")
+    return False
 
 
 def _utc(value):

@@ -4,28 +4,31 @@ release of a hold (sent through the operator controls: posted at once, or sent f
 and freeze / unfreeze / close."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, time, timedelta, timezone
 
 from flask import Blueprint, abort, flash, redirect, request, url_for
 from flask_login import current_user
 
 from .. import accounts, approvals, controls, errors, kinds, ledger, queries
 from ..inputs import parse_integer
-from ..models import User, utcnow
+from ..models import Transaction, User, utcnow
 from . import approvals as approvals_pages
 from .amounts import format_amount
 from .charts import sparkline
 from .forms import (
     MovementForm, NewUserForm, ReleaseForm, StatusForm, TransferForm, UserFilterForm,
-    new_reference,
+    new_reference, parse_amount_text,
 )
+from .ledger_browser import owner_names
 from .permissions import can, login_required_everywhere, role_required
 from .rendering import is_htmx, render
 
 bp = login_required_everywhere(Blueprint("users", __name__, url_prefix="/users"))
 HISTORY_PAGE = 20
 DEFAULT_ASSET = "GOLD"  # the forms and the history open on it when the user has that wallet
+ALL_ASSETS = "all"  # the history's view of every wallet at once (its `asset` argument)
 # What the history link carries to the page: only these, since url_for would also read
 # arguments such as _external, _scheme or user_id from a query string passed through.
 HISTORY_ARGS = ("asset", "cursor")
@@ -150,6 +153,14 @@ def _duration(span) -> str:
 # ---------------------------------------------------------------- lookup
 
 
+LOOKUP_USERS = 8
+LOOKUP_TRANSACTIONS = 8
+# "12.50 2026-11-20", "12.50 on 2026-11-20" or "2026-11-20 12.50": an amount on a UTC day.
+AMOUNT_ON_DAY = re.compile(r"(?P<amount>[\d,.]+)\s+(?:on\s+)?(?P<day>\d{4}-\d{2}-\d{2})"
+                           r"|(?P<day_first>\d{4}-\d{2}-\d{2})\s+(?P<amount_last>[\d,.]+)",
+                           re.IGNORECASE)
+
+
 @bp.route("")
 def search():
     """The users list; for htmx, the as-you-type lookup (or the list's next rows)."""
@@ -158,8 +169,7 @@ def search():
     if transaction is not None and not is_htmx():
         return redirect(url_for("ledger.transaction", tx_id=transaction.id))
     if is_htmx() and not request.args.get("rows"):
-        return render("users/_results.html", q=term, users=queries.find_users(term, limit=10),
-                      transaction=transaction)
+        return _lookup(term, transaction)
     form = UserFilterForm(request.args)
     page = None
     if form.validate():
@@ -168,6 +178,49 @@ def search():
     shared = {name: request.args[name] for name in LIST_ARGS if request.args.get(name)}
     return render("users/search.html", "users/_list_rows.html", form=form, page=page,
                   shared=shared, status=200 if page else 422)
+
+
+def _lookup(term: str, exact: Transaction | None):
+    """The transaction with exactly this reference, users by id, name or email, then
+    transactions by a reference's or ticket's start, words, or an amount on a day."""
+    filters = _lookup_filters(term)
+    found = []
+    if filters is not None:
+        found = queries.list_transactions(filters, limit=LOOKUP_TRANSACTIONS).items
+    others = [tx for tx in found if exact is None or tx.id != exact.id]
+    return render("users/_results.html", q=term, transaction=exact, transactions=others,
+                  users=queries.find_users(term, limit=LOOKUP_USERS),
+                  ledger_args=_ledger_args(filters),
+                  owners=owner_names(others + ([exact] if exact else [])))
+
+
+def _lookup_filters(term: str) -> queries.TransactionFilters | None:
+    """What the lookup finds transactions by: an amount on a UTC day, else the text."""
+    if not term:
+        return None
+    match = AMOUNT_ON_DAY.fullmatch(term)
+    amount = parse_amount_text(match["amount"] or match["amount_last"]) if match else None
+    day = _day(match["day"] or match["day_first"]) if match else None
+    if amount is None or day is None:
+        return queries.TransactionFilters(text=term)
+    return queries.TransactionFilters(amount=amount, since=day, until=day + timedelta(days=1))
+
+
+def _day(text: str) -> datetime | None:
+    try:
+        return datetime.combine(date.fromisoformat(text), time(), timezone.utc)
+    except ValueError:
+        return None
+
+
+def _ledger_args(filters: queries.TransactionFilters | None) -> dict:
+    """The same search in the ledger's filters (its times are UTC, minutes)."""
+    if filters is None:
+        return {}
+    if filters.amount is None:
+        return {"q": filters.text}
+    return {"amount": str(filters.amount), "since": f"{filters.since:%Y-%m-%dT%H:%M}",
+            "until": f"{filters.until:%Y-%m-%dT%H:%M}"}
 
 
 # ---------------------------------------------------------------- new user
@@ -243,6 +296,7 @@ def _page_context(user_id: int, *, movement: MovementForm | None = None,
     accounts_ = queries.user_balances(user_id)
     asset = asset or request.args.get("asset")
     history = _history_context(accounts_, asset, request.args.get("cursor"))
+    asset = None if asset == ALL_ASSETS else asset  # the forms open on one asset
     forms = _movement_forms(found, movement, asset)
     transfer = transfer or _transfer_form(found, asset)
     return {"user": found, "balances": _with_sparklines(accounts_), "forms": forms,
@@ -291,13 +345,38 @@ def _with_sparklines(accounts: list[queries.AccountBalance]) -> list[dict]:
             for account in accounts]
 
 
+@dataclass(frozen=True)
+class HistoryLine:
+    """A row of the user's history: a posting and the asset of its wallet."""
+
+    asset: str
+    posting: queries.PostingRow
+
+
 def _history_context(accounts: list[queries.AccountBalance], asset: str | None,
                      cursor: str | None) -> dict:
     wallets = {a.asset_code: a for a in accounts if a.kind == "wallet"}
-    if asset not in wallets:
+    if asset != ALL_ASSETS and asset not in wallets:
         asset = DEFAULT_ASSET if DEFAULT_ASSET in wallets else next(iter(wallets), None)
-    page = queries.account_postings(wallets[asset].id, cursor, HISTORY_PAGE) if asset else None
-    return {"history_asset": asset, "wallets": wallets, "history": page, "cursor": cursor}
+    page = None
+    if asset is not None:
+        shown = list(wallets.values()) if asset == ALL_ASSETS else [wallets[asset]]
+        page = _history_page(shown, cursor)
+    return {"history_asset": asset, "all_assets": ALL_ASSETS, "wallets": wallets,
+            "history": page, "cursor": cursor}
+
+
+def _history_page(wallets: list[queries.AccountBalance],
+                  cursor: str | None) -> queries.Page[HistoryLine]:
+    """The newest postings of these wallets, merged: posting ids grow across accounts, so one
+    cursor pages them all, and each wallet's newest page holds its part of the merged one."""
+    pages = {wallet.asset_code: queries.account_postings(wallet.id, cursor, HISTORY_PAGE)
+             for wallet in wallets}
+    lines = sorted((HistoryLine(asset, row) for asset, page in pages.items() for row in page.items),
+                   key=lambda line: line.posting.id, reverse=True)
+    more = len(lines) > HISTORY_PAGE or any(page.next_cursor for page in pages.values())
+    lines = lines[:HISTORY_PAGE]
+    return queries.Page(lines, queries.encode_cursor(lines[-1].posting.id) if more else None)
 
 
 def _movement_forms(user: User, bound: MovementForm | None, asset: str | None = None) -> dict:
