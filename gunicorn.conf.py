@@ -21,7 +21,11 @@ bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')
 # Threads, not more processes: a request mostly waits on PostgreSQL, and threads share one
 # connection pool and one API-key cache per process.
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
-workers = _env_int("GUNICORN_WORKERS", 2)
+# SQLite (the embedded default, no DATABASE_URL) has one writer at a time: one process whose
+# threads queue on an in-process lock (extensions.py) serves more than processes that poll the
+# file lock.
+_sqlite = os.environ.get("DATABASE_URL", "sqlite").startswith("sqlite")
+workers = _env_int("GUNICORN_WORKERS", 1 if _sqlite else 2)
 threads = _env_int("GUNICORN_THREADS", 8)
 timeout = _env_int("GUNICORN_TIMEOUT", 30)  # a worker silent this long is killed and replaced
 graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 30)  # SIGTERM: finish in-flight work

@@ -79,6 +79,29 @@ def _per_request(level: dict) -> str:
     return text
 
 
+def _ceiling(results: dict) -> str:
+    """The project against the stack's ceiling app, level by level (issue 16)."""
+    ceiling = results.get("ceiling")
+    if not ceiling:
+        return "Ceiling app: not run."
+    rows = [f"Against the ceiling app (`../shared/bench/ceiling`, same gunicorn.conf.py, its "
+            f"{results['ceiling_users']:,} wallets of the bench's users), each level right "
+            "after the project's:", "",
+            "| Scenario | Clients | project ok/s | ceiling ok/s | ratio | project p99 ms "
+            "| ceiling p99 ms | ceiling errors | CPU ms per request, gunicorn: project / ceiling |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for scenario, levels in ceiling.items():
+        for clients, level in levels.items():
+            mine = results["scenarios"][scenario][clients]
+            rows.append(
+                f"| {scenario} | {clients} | {mine['ok_per_s']:,.0f} | {level['ok_per_s']:,.0f} "
+                f"| **{results['ceiling_ratio'][scenario][clients]}** "
+                f"| {mine['latency_ms'].get('p99')} | {level['latency_ms'].get('p99')} "
+                f"| {level['errors']} | {mine['cpu_ms_per_request']['gunicorn']} / "
+                f"{level['cpu_ms_per_request']['gunicorn']} |")
+    return "\n".join(rows)
+
+
 def _database_limit(results: dict) -> str:
     pg = results.get("pgbench")
     if not pg:

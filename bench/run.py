@@ -14,6 +14,7 @@ performance targets are reported, not enforced.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -27,7 +28,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
 
-from bench import database, fill_history, pgbench, readside, report, scenarios  # noqa: E402
+from bench import ceiling, database, fill_history, pgbench, readside, report, scenarios  # noqa: E402
 from bench.common import BENCH, DEFAULT_URL, ROOT, connect  # noqa: E402
 from bench.load import BATCH_SIZE, SCENARIOS  # noqa: E402
 from bench.server import Gunicorn  # noqa: E402
@@ -62,6 +63,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--no-gunicorn-conf", action="store_true",
                         help="ignore gunicorn.conf.py: -k gthread -w 2 --threads 8")
     parser.add_argument("--no-readme", action="store_true", help="do not rewrite bench/README.md")
+    parser.add_argument("--ceiling", type=Path, default=ceiling.DEFAULT_DIR,
+                        help="the ceiling app's directory: after each level of "
+                             f"{' and '.join(ceiling.SCENARIOS)}, the same level against it "
+                             "(skipped when the directory is missing)")
+    parser.add_argument("--no-ceiling", action="store_true", help="do not run the ceiling app")
     args = parser.parse_args(argv)
     quick = {"clients": "8,64", "duration": 4, "warmup": 1, "postings": 100_000, "samples": 100,
              "pgbench_seconds": 5}
@@ -99,7 +105,10 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def write_scenarios(bench: scenarios.Bench, args, results: dict) -> None:
+def write_scenarios(bench: scenarios.Bench, args, results: dict,
+                    stack: scenarios.Bench | None = None) -> None:
+    """Each scenario's levels; with `stack` (the ceiling app), each level of the scenarios it
+    speaks is run against it right after, so both meet the same neighbours on this box."""
     hot_user, drain_user = bench.users[0], bench.users[-1]
     for scenario in args.scenario_names:
         if scenario == "hot-wallet":
@@ -114,9 +123,22 @@ def write_scenarios(bench: scenarios.Bench, args, results: dict) -> None:
             _progress(f"{scenario} @{clients}: {level['ok_per_s']:,.0f} ok/s, {movements}"
                       f"p99 {level['latency_ms'].get('p99')} ms, {level['errors']} errors, "
                       f"conserved {level['conservation']['ok']}")
+            if stack is not None and scenario in ceiling.SCENARIOS:
+                ceiling_level(stack, scenario, clients, args, results)
     if "hot-wallet" in args.scenario_names:
         results["drain"] = scenarios.drain(bench, drain_user)
         _progress(f"drain: {results['drain']}")
+
+
+def ceiling_level(stack: scenarios.Bench, scenario: str, clients: int, args,
+                  results: dict) -> None:
+    level, _ = scenarios.measure_level(stack, scenario, clients, args.duration, args.warmup)
+    results["ceiling"].setdefault(scenario, {})[str(clients)] = level
+    ratio = ceiling.ratio(results["scenarios"][scenario][str(clients)], level)
+    results["ceiling_ratio"].setdefault(scenario, {})[str(clients)] = ratio
+    _progress(f"ceiling {scenario} @{clients}: {level['ok_per_s']:,.0f} ok/s, p99 "
+              f"{level['latency_ms'].get('p99')} ms, {level['errors']} errors; project/ceiling "
+              f"{ratio}")
 
 
 def database_limit(bench: scenarios.Bench, args, results: dict) -> None:
@@ -154,13 +176,20 @@ def main(argv: list[str]) -> int:
     database.analyze(url)
     users = database.synthetic_user_ids(url)
     results = {"run_id": run_id, "mode": "quick" if args.quick else "full", "scenarios": {},
-               "verify": {}, "settings": {k: v for k, v in vars(args).items() if k != "database_url"}}
+               "verify": {}, "settings": {k: str(v) if isinstance(v, Path) else v
+                            for k, v in vars(args).items() if k != "database_url"}}
     try:
-        with Gunicorn(url, use_config=not args.no_gunicorn_conf) as server:
+        with Gunicorn(url, use_config=not args.no_gunicorn_conf) as server, \
+                _ceiling(url, key, args) as stack_server:
             results["environment"] = environment(url, " ".join(server.command[1:]))
             results["environment"]["workers"] = len(server.worker_pids())
             bench = scenarios.open_bench(url, key, server, users)
-            write_scenarios(bench, args, results)
+            stack = None
+            if stack_server is not None:
+                stack = scenarios.open_bench(url, key, stack_server, ceiling.users_for(users))
+                results.update(ceiling={}, ceiling_ratio={},
+                               ceiling_users=len(stack.users))
+            write_scenarios(bench, args, results, stack)
             database_limit(bench, args, results)
             results["verify"]["after_writes"] = database.verify(url)
             _progress(f"ledger verify after writes: {results['verify']['after_writes']['ok']}")
@@ -170,6 +199,12 @@ def main(argv: list[str]) -> int:
         save(results)
         raise
     return finish(results, args)
+
+
+def _ceiling(url: str, key: str, args):
+    if args.no_ceiling or not args.ceiling.is_dir():
+        return contextlib.nullcontext()
+    return ceiling.Ceiling(url, args.ceiling, key, use_config=not args.no_gunicorn_conf)
 
 
 def save(results: dict) -> Path:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from . import conservation, database, load
-from .common import BIN, BENCH, ROOT, database_name
+from .common import BENCH, BIN, ROOT, database_name
 from .cpu import CpuMeter
 from .server import Gunicorn
 
@@ -56,21 +56,30 @@ def run_load(bench: Bench, scenario: str, clients: int, seconds: float,
 def run_level(bench: Bench, scenario: str, clients: int, seconds: float, warmup: float,
               hot_user: int | None = None, batch_size: int | None = None) -> dict:
     before = database.gold_balances(bench.url)
+    figures, outcomes = measure_level(bench, scenario, clients, seconds, warmup, hot_user,
+                                      batch_size)
+    after = database.gold_balances(bench.url)
+    figures["conservation"] = check_conservation(bench.url, before, after, outcomes)
+    if hot_user is not None:
+        figures["hot_wallet"] = hot_wallet_figures(bench.url, hot_user, before, after)
+    return figures
+
+
+def measure_level(bench: Bench, scenario: str, clients: int, seconds: float, warmup: float,
+                  hot_user: int | None = None, batch_size: int | None = None) -> tuple[dict, list]:
+    """Warm-up, then the measured run with the CPU of each process group: its figures, and
+    the raw outcomes of both runs (for a conservation check)."""
     load_args = (hot_user, batch_size)
     outcomes = [run_load(bench, scenario, clients, warmup, *load_args)] if warmup > 0 else []
     with CpuMeter(bench.server.pid, database_name(bench.url)) as meter:
         measured = run_load(bench, scenario, clients, seconds, *load_args)
-    after = database.gold_balances(bench.url)
     outcomes.append(measured)
     figures = measured["summary"]
     figures["cpu_s"] = meter.report(loadgen=figures.pop("loadgen_cpu_s"))
     figures["cpu_ms_per_request"] = per_request(figures["cpu_s"], figures["requests"])
     if scenario == "batch":  # hundreds of movements per request
         figures["cpu_ms_per_movement"] = per_request(figures["cpu_s"], figures["movements"])
-    figures["conservation"] = check_conservation(bench.url, before, after, outcomes)
-    if hot_user is not None:
-        figures["hot_wallet"] = hot_wallet_figures(bench.url, hot_user, before, after)
-    return figures
+    return figures, outcomes
 
 
 def per_request(cpu_s: dict, requests: int) -> dict:
@@ -80,14 +89,17 @@ def per_request(cpu_s: dict, requests: int) -> dict:
             for group in ("gunicorn", "postgres", "loadgen")}
 
 
-def check_conservation(url: str, before: dict, after: dict, outcomes: list[dict]) -> dict:
+def check_conservation(url: str, before: dict, after: dict, outcomes: list[dict],
+                       committed_references=database.committed_references) -> dict:
+    """`committed_references(url, references)`: which of them the ledger holds (PostgreSQL's
+    by default)."""
     moves: dict[str, int] = {}
     unknown: list[dict] = []
     for outcome in outcomes:
         for user, delta in outcome["moves"].items():
             moves[user] = moves.get(user, 0) + delta
         unknown += outcome["unknown"]
-    committed = database.committed_references(url, [call["reference_id"] for call in unknown])
+    committed = committed_references(url, [call["reference_id"] for call in unknown])
     expected = conservation.expected_moves(moves, unknown, committed)
     wrong = conservation.mismatches(before, after, expected)
     return {"ok": not wrong, "users_moved": len(expected), "unknown_outcomes": len(unknown),

@@ -26,18 +26,23 @@ def free_port() -> int:
 class Gunicorn:
     """Starts gunicorn with the project's gunicorn.conf.py, or a fallback when there is none."""
 
-    def __init__(self, url: str, port: int | None = None, use_config: bool = True):
+    app = "wsgi:app"
+    ready_path = READY_PATH
+
+    def __init__(self, url: str, port: int | None = None, use_config: bool = True,
+                 env: dict[str, str] | None = None):
         self.url, self.port = url, port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
+        self.env = app_env(self.url, **(env or {}))
         self.log_path = Path(tempfile.mkstemp(prefix="bench-gunicorn-", suffix=".log")[1])
         # gunicorn reads ./gunicorn.conf.py by itself: -c /dev/null keeps it out for the fallback.
         options = ["-c", str(CONFIG)] if use_config and CONFIG.exists() else ["-c", "/dev/null", *FALLBACK]
-        self.command = [str(BIN / "gunicorn"), "wsgi:app", *options, "-b", f"127.0.0.1:{self.port}"]
+        self.command = [str(BIN / "gunicorn"), self.app, *options, "-b", f"127.0.0.1:{self.port}"]
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> "Gunicorn":
         with open(self.log_path, "wb") as log:  # a file, so a chatty server never blocks
-            self.process = subprocess.Popen(self.command, cwd=ROOT, env=app_env(self.url),
+            self.process = subprocess.Popen(self.command, cwd=ROOT, env=self.env,
                                             stdout=subprocess.DEVNULL, stderr=log)
         self._wait_until_up()
         return self
@@ -67,7 +72,7 @@ class Gunicorn:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gunicorn exited:\n{self.log_tail()}")
             try:
-                urllib.request.urlopen(self.base + READY_PATH, timeout=2).read()
+                urllib.request.urlopen(self.base + self.ready_path, timeout=2).read()
                 return
             except OSError:  # refused, reset or timed out while the workers boot
                 time.sleep(0.2)

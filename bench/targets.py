@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 P99_MS, READ_P95_MS = 150, 25
+CEILING_SHARE, CEILING_P99_MS = 0.75, 120  # issue 16: of the ceiling app's ok/s, same run
 CSV_ROWS_PER_S, CSV_RSS_MB = 50_000, 50
 NO_CONVOY_TOLERANCE = 0.95  # throughput at 64 clients >= 95% of that at 8 (noise on a shared box)
 
@@ -35,6 +36,17 @@ def convoy_target(results: dict) -> dict:
         passed &= ratio >= NO_CONVOY_TOLERANCE
         parts.append(f"{scenario} {ratio:.2f}x")
     return _verdict(passed if parts else None, ", ".join(parts) or "no scenario run")
+
+
+def ceiling_target(results: dict, scenario: str) -> dict:
+    ratio = results.get("ceiling_ratio", {}).get(scenario, {}).get("64")
+    if ratio is None:
+        return _verdict(None, "ceiling not run at 64 clients")
+    level = _level(results, scenario, 64)
+    p99 = level["latency_ms"].get("p99", float("inf"))
+    passed = (ratio >= CEILING_SHARE and p99 <= CEILING_P99_MS and level["errors"] == 0
+              and level["conservation"]["ok"])
+    return _verdict(passed, f"{ratio}x the ceiling's ok/s, p99 {p99} ms, {level['errors']} errors")
 
 
 def read_target(results: dict, name: str) -> dict:
@@ -81,6 +93,8 @@ def evaluate(results: dict) -> dict[str, dict]:
         "hot-treasury @64: >= 1,000 ok/s, p99 <= 150 ms, 0 errors": write_target(results, "hot-treasury", 1000, True),
         "mixed @64: >= 1,000 req/s, p99 <= 150 ms": write_target(results, "mixed", 1000, True),
         "hot-wallet @64: >= 600 ok/s, exact, never negative": _hot_wallet(results),
+        "hot-treasury @64: >= 0.75x the ceiling app, p99 <= 120 ms": ceiling_target(results, "hot-treasury"),
+        "mixed @64: >= 0.75x the ceiling app, p99 <= 120 ms": ceiling_target(results, "mixed"),
         "throughput does not fall from 8 to 64 clients": convoy_target(results),
         f"user page p95 <= 25 ms ({user_page})": read_target(results, user_page),
         f"ledger page deep p95 <= 25 ms ({ledger_page})": read_target(results, ledger_page),

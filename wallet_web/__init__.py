@@ -4,7 +4,8 @@ import os
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .config import WALLET_ENVS, Config
+from .config import SQLITE_SYNCHRONOUS, WALLET_ENVS, Config
+from . import ledger_pool
 from .extensions import configure_engine, csrf, db, login_manager, migrate
 
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations")
@@ -26,6 +27,7 @@ def create_app(config: type | dict | None = None) -> Flask:
         app.config.from_object(config)
     _default_database(app)
     _check_environment(app)
+    _check_sqlite_synchronous(app)
     _require_secret_key(app)
     _default_cookie_security(app)
     _trust_proxies(app)
@@ -47,6 +49,13 @@ def _check_environment(app: Flask) -> None:
     if name not in WALLET_ENVS:  # a typo must not fall back to development's insecure defaults
         raise RuntimeError(f"WALLET_ENV must be {', '.join(WALLET_ENVS[:-1])} or "
                            f"{WALLET_ENVS[-1]}, not {name!r}")
+
+
+def _check_sqlite_synchronous(app: Flask) -> None:
+    value = app.config["SQLITE_SYNCHRONOUS"] = app.config["SQLITE_SYNCHRONOUS"].upper()
+    if value not in SQLITE_SYNCHRONOUS:
+        raise RuntimeError(f"SQLITE_SYNCHRONOUS must be {' or '.join(SQLITE_SYNCHRONOUS)}, "
+                           f"not {value!r}")
 
 
 def _require_secret_key(app: Flask) -> None:
@@ -81,7 +90,8 @@ def _init_extensions(app: Flask) -> None:
     csrf.init_app(app)
     login_manager.init_app(app)
     with app.app_context():
-        configure_engine(db.engine, app.config["DB_PING_IDLE_SECONDS"])
+        configure_engine(db.engine, app.config)
+        ledger_pool.init_app(app, db.engine)
 
 
 def _register_blueprints(app: Flask) -> None:

@@ -49,7 +49,7 @@ class Caller:
     def allows(self, scope: str) -> bool:
         return scope == "read" or self.scope == "write"
 
-    @property
+    @functools.cached_property  # the Caller is cached with its key: built once
     def actor(self) -> ledger.Actor:
         return ledger.Actor(f"api:{self.name}", api_key_id=self.id)
 

@@ -14,6 +14,12 @@ CHECKS = {
         SELECT t.id, COUNT(p.id) AS legs FROM transactions t
         LEFT JOIN postings p ON p.transaction_id = t.id
         GROUP BY t.id HAVING COUNT(p.id) < 2""",
+    "every posting's account and every transaction's API key exist": """
+        SELECT 'posting', p.id FROM postings p
+        WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = p.account_id)
+        UNION ALL
+        SELECT 'transaction', t.id FROM transactions t WHERE t.api_key_id IS NOT NULL
+        AND NOT EXISTS (SELECT 1 FROM api_keys k WHERE k.id = t.api_key_id)""",
     "every transaction sums to zero per asset": """
         SELECT p.transaction_id, a.asset_code, SUM(p.amount) AS total
         FROM postings p JOIN accounts a ON a.id = p.account_id

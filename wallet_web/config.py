@@ -4,6 +4,9 @@ import os
 from .limits import BULK_FILE_MAX_BYTES
 
 WALLET_ENVS = ("development", "test", "production")
+# FULL: every commit is on disk before it is answered; NORMAL: a commit survives the app's
+# crash, not the machine's (WAL without an fsync per commit). docs/operations.md.
+SQLITE_SYNCHRONOUS = ("FULL", "NORMAL")
 
 
 def _optional_flag(name: str) -> bool | None:
@@ -40,6 +43,8 @@ class Config:
     DB_PING_IDLE_SECONDS = float(os.environ.get("DB_PING_IDLE_SECONDS", "5"))
     API_KEY_CACHE_SECONDS = float(os.environ.get("API_KEY_CACHE_SECONDS", "5"))
     # Operations (wallet_web/resilience.py, observability.py): see docs/operations.md.
+    SQLITE_SYNCHRONOUS = os.environ.get("SQLITE_SYNCHRONOUS", "FULL")
+    LEDGER_POOL_SIZE = int(os.environ.get("LEDGER_POOL_SIZE", "8"))  # ledger_pool.py, per worker
     DB_CONNECT_TIMEOUT_SECONDS = int(os.environ.get("DB_CONNECT_TIMEOUT_SECONDS", "3"))
     DB_STATEMENT_TIMEOUT_MS = int(os.environ.get("DB_STATEMENT_TIMEOUT_MS", "10000"))
     DB_LOCK_TIMEOUT_MS = int(os.environ.get("DB_LOCK_TIMEOUT_MS", "3000"))

@@ -1,4 +1,6 @@
 """Extensions, created unbound and bound to the app in create_app."""
+import sqlite3
+import threading
 import time
 
 from flask_login import LoginManager
@@ -30,13 +32,15 @@ login_manager = LoginManager()
 # Execution option the ledger sets on its connection: on SQLite the transaction then
 # starts with BEGIN IMMEDIATE, taking the write lock before any balance is read.
 WRITE_LOCK = "ledger_write_lock"
+WRITER = "holds_sqlite_writer"  # pool record info: this connection holds the process's turn
+SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
-def configure_engine(engine: Engine, ping_idle_seconds: float) -> None:
+def configure_engine(engine: Engine, config) -> None:
     if engine.dialect.name == "sqlite":
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, config["SQLITE_SYNCHRONOUS"])
     else:
-        _ping_idle_connections(engine, ping_idle_seconds)
+        _ping_idle_connections(engine, config["DB_PING_IDLE_SECONDS"])
 
 
 def _ping_idle_connections(engine: Engine, idle_seconds: float) -> None:
@@ -62,17 +66,42 @@ def _ping_idle_connections(engine: Engine, idle_seconds: float) -> None:
             raise exc.DisconnectionError(str(error)) from error  # the pool replaces it
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, synchronous: str) -> None:
+    """SQLite has one writer at a time. Threads of this process that write take turns on a
+    lock of this process before BEGIN IMMEDIATE, held until the connection goes back to the
+    pool (after its COMMIT): they queue instead of polling the file lock, whose busy handler
+    sleeps up to 100 ms between tries. Other processes still meet at the file lock (gunicorn
+    runs one process on SQLite: gunicorn.conf.py)."""
+    writer = threading.Lock()
+
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection, _record):
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def on_begin(conn):
         write = conn.get_execution_options().get(WRITE_LOCK, False)
+        record = conn.connection.info
+        if write and not record.get(WRITER):
+            if not writer.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+                raise exc.OperationalError("BEGIN IMMEDIATE", None, _locked())
+            record[WRITER] = True
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    @event.listens_for(engine, "checkin")
+    def on_checkin(_dbapi_connection, record):
+        if record.info.pop(WRITER, False):
+            writer.release()
+
+
+def _locked() -> sqlite3.OperationalError:
+    """The error SQLite gives when its busy timeout runs out (a retryable 503: resilience.py)."""
+    error = sqlite3.OperationalError("database is locked")
+    error.sqlite_errorcode = sqlite3.SQLITE_BUSY
+    return error

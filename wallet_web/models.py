@@ -8,6 +8,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     SmallInteger,
@@ -92,6 +93,16 @@ def _integers(*columns: str) -> tuple[CheckConstraint, ...]:
     )
 
 
+def _lowered_prefix(name: str, column: str) -> Index:
+    """LIKE 'abc%' on lower(column) as an index range, whatever the collation."""
+    lowered = text(f"lower({column})")
+    return Index(name, lowered, postgresql_ops={lowered.text: "text_pattern_ops"})
+
+
+def _postgres_only(*indexes: Index) -> tuple[Index, ...]:
+    return tuple(index.ddl_if(dialect="postgresql") for index in indexes)
+
+
 class Asset(db.Model):
     """A currency. `max_amount` bounds what one movement moves into or out of a wallet,
     `max_balance` what a wallet may hold (wallet_web/limits.py)."""
@@ -120,6 +131,8 @@ class User(db.Model):
     __table_args__ = (
         CheckConstraint(_in("status", USER_STATUSES), name="status_known"),
         Index("ix_users_status_id", "status", "id"),
+        *_postgres_only(*(_lowered_prefix(f"ix_users_{column}_prefix", column)  # the lookup
+                          for column in ("username", "email", "external_id"))),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
@@ -204,12 +217,33 @@ class ApiKey(db.Model):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+def _finding_indexes() -> tuple[Index, ...]:
+    """PostgreSQL only (migration 0011): a ticket's first characters and the description's
+    words, expressions that queries.py writes the same way."""
+    return _postgres_only(
+        _lowered_prefix("ix_transactions_ticket_prefix", "metadata ->> 'ticket'"),
+        Index("ix_transactions_description_words",
+              text("to_tsvector('simple'::regconfig, description)"), postgresql_using="gin"))
+
+
+def _sqlite_only_keys(*keys: tuple[str, str]) -> tuple[ForeignKeyConstraint, ...]:
+    """Foreign keys that PostgreSQL does not check (migration 0012): each movement's check
+    would lock the one row all movements share (the house account, the caller's API key).
+    Those rows are never deleted, and `ledger verify` checks every reference."""
+    return tuple(ForeignKeyConstraint([column], [target]).ddl_if(dialect="sqlite")
+                 for column, target in keys)
+
+
 class Transaction(db.Model):
     __tablename__ = "transactions"
     __table_args__ = (
         CheckConstraint(_in("kind", TRANSACTION_KINDS), name="kind_known"),
+        *_sqlite_only_keys(("api_key_id", "api_keys.id")),
         Index("ix_transactions_created_at", "created_at"),
         Index("ix_transactions_kind_created_at", "kind", "created_at"),
+        Index("ix_transactions_reference_id_prefix", "reference_id",  # a prefix (0011)
+              postgresql_ops={"reference_id": "text_pattern_ops"}),
+        *_finding_indexes(),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))
@@ -219,7 +253,7 @@ class Transaction(db.Model):
     meta: Mapped[dict | None] = mapped_column("metadata", JsonDoc)
     actor: Mapped[str] = mapped_column(String(128))
     operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
-    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
+    api_key_id: Mapped[int | None] = mapped_column(BigId)  # _sqlite_only_keys
     reverses_id: Mapped[int | None] = mapped_column(ForeignKey("transactions.id"), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -240,16 +274,19 @@ class Posting(db.Model):
         Index("ix_postings_account_id_id", "account_id", "id"),
         Index("ix_postings_account_id_created_at", "account_id", "created_at"),
         Index("ix_postings_transaction_id", "transaction_id"),
+        *_sqlite_only_keys(("account_id", "accounts.id")),
+        Index("ix_postings_amount_created_at", "amount", "created_at"),  # an amount on a date
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     transaction_id: Mapped[int] = mapped_column(ForeignKey("transactions.id"))
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    account_id: Mapped[int] = mapped_column(BigId)  # _sqlite_only_keys
     amount: Mapped[int] = mapped_column(BigInteger)
     balance_after: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     transaction: Mapped[Transaction] = relationship(back_populates="postings")
-    account: Mapped[Account] = relationship()
+    account: Mapped[Account] = relationship(primaryjoin="Posting.account_id == Account.id",
+                                            foreign_keys=account_id)
 
 
 class StatusChange(db.Model):

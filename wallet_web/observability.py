@@ -110,25 +110,25 @@ def finish_request(response: Response) -> Response:
     rule = request.url_rule
     labels = (rule.rule if rule is not None else "unmatched", request.method,
               str(response.status_code))
-    count, latency = _request_metrics(labels)
-    count.inc()
-    latency.observe(seconds)
+    _child(REQUESTS, *labels).inc()
+    _child(LATENCY, *labels).observe(seconds)
     response.headers[REQUEST_ID_HEADER] = g.request_id
     if access_log.isEnabledFor(logging.INFO):
         access_log.info("request", extra={"fields": _request_fields(response, seconds)})
     return response
 
 
-_children: dict[tuple, tuple] = {}
+# Labelled metrics by (metric, labels): labels() validates its arguments on every call, and
+# these run on every request and movement.
+_children: dict[tuple, object] = {}
 
 
-def _request_metrics(labels: tuple) -> tuple:
-    """The labelled counter and histogram of one route/method/status, looked up once: labels()
-    validates its arguments on every call, and this runs on every request."""
-    children = _children.get(labels)
-    if children is None:
-        children = _children[labels] = (REQUESTS.labels(*labels), LATENCY.labels(*labels))
-    return children
+def _child(metric, *labels: str):
+    """metric.labels(*labels), looked up once per label set."""
+    child = _children.get((metric, labels))
+    if child is None:
+        child = _children[metric, labels] = metric.labels(*labels)
+    return child
 
 
 def _request_fields(response: Response, seconds: float) -> dict:
@@ -151,9 +151,9 @@ def _request_fields(response: Response, seconds: float) -> dict:
 
 def on_posted(kind: str, receipt: ledger.Receipt, asset: str | None) -> None:
     if receipt.replayed:
-        REPLAYS.labels(kind).inc()
+        _child(REPLAYS, kind).inc()
     else:
-        TRANSACTIONS.labels(kind, asset or "multi").inc()
+        _child(TRANSACTIONS, kind, asset or "multi").inc()
     if has_request_context():
         g.transaction_id, g.replayed = receipt.id, receipt.replayed
 
@@ -188,7 +188,7 @@ def on_batch(_sender, outcomes: list, items: list) -> None:
 
 
 def on_locked(kind: str, seconds: float) -> None:
-    LOCK_WAIT.labels(kind).observe(seconds)
+    _child(LOCK_WAIT, kind).observe(seconds)
 
 
 def watch_pool(engine: Engine) -> None:
@@ -205,7 +205,12 @@ def watch_pool(engine: Engine) -> None:
 
 
 def configure_logging(level: str) -> None:
-    """JSON lines on stderr for the app's loggers; set up once per process."""
+    """JSON lines on stderr for the app's loggers; set up once per process. The JSON lines
+    show no source line, thread or process of a record, so the logging module is told not to
+    collect them (its documented switches: the caller's frame is looked up by walking the
+    stack for every record otherwise)."""
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     logger = logging.getLogger(LOGGER_ROOT)
     logger.setLevel(level.upper())
     if any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):

@@ -13,7 +13,7 @@ from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from tests.hostile import money
-from wallet_web import ROOT_DIR, accounts, assets, errors, ledger
+from wallet_web import ROOT_DIR, accounts, assets, errors, ledger, ledger_pool
 from wallet_web.extensions import db
 from wallet_web.limits import BALANCE_CEILING, SHARD_CEILING
 from wallet_web.models import Transaction
@@ -29,18 +29,40 @@ def house(asset: str, kind: str) -> int:
 
 @contextmanager
 def statements_sent():
-    """Collects (SQL, the DBAPI connection's autocommit flag) of every statement the engine
-    sends inside the block."""
+    """Collects (SQL, the DBAPI connection's autocommit flag) of every statement the engine or
+    the ledger's own pool (ledger_pool.py) sends inside the block."""
     sent = []
 
     def record(conn, _cursor, statement, _parameters, _context, _executemany):
         sent.append((statement, getattr(conn.connection.dbapi_connection, "autocommit", None)))
 
+    pool = ledger_pool.get()
+    lend = pool and pool.connection
+
+    @contextmanager
+    def recorded_connection():
+        with lend() as conn:
+            execute = conn.execute
+
+            def execute_recorded(statement, *args, **kwargs):
+                sent.append((statement, conn.autocommit))
+                return execute(statement, *args, **kwargs)
+
+            conn.execute = execute_recorded
+            try:
+                yield conn
+            finally:
+                del conn.execute
+
     event.listen(db.engine, "before_cursor_execute", record)
+    if pool is not None:  # PostgreSQL
+        pool.connection = recorded_connection
     try:
         yield sent
     finally:
         event.remove(db.engine, "before_cursor_execute", record)
+        if pool is not None:
+            del pool.connection
 
 
 WRITES = re.compile(r"^\s*(INSERT|UPDATE|DELETE)\b|ledger_apply", re.I)

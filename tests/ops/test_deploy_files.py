@@ -37,8 +37,9 @@ def test_compose_runs_postgres_16_with_a_healthcheck_and_a_named_volume(compose)
 def test_compose_starts_the_app_after_a_healthy_database_with_secrets_from_env(compose):
     app = compose["services"]["app"]
     assert app["depends_on"]["db"]["condition"] == "service_healthy"
+    assert app["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert app["env_file"] == ".env"
-    assert app["ports"] == ["${APP_PORT:-8000}:8000"]
+    assert "ports" not in app, "only the load balancer is published"
     assert "@db:5432/" in app["environment"]["DATABASE_URL"]
     assert app["environment"]["WALLET_ENV"] == "production"
     assert "/readyz" in " ".join(app["healthcheck"]["test"])
@@ -49,8 +50,11 @@ def test_compose_starts_the_app_after_a_healthy_database_with_secrets_from_env(c
 def test_every_compose_variable_is_in_env_example(compose):
     example = (ROOT / ".env.example").read_text()
     defined = set(re.findall(r"^([A-Z_]+)=", example, re.M))
-    used = set(re.findall(r"\$\{([A-Z_]+)", (ROOT / "docker-compose.yml").read_text()))
-    assert used - {"APP_PORT"} <= defined
+    text = (ROOT / "docker-compose.yml").read_text()
+    used = set(re.findall(r"\$\{([A-Z_]+)", text))
+    with_default = set(re.findall(r"\$\{([A-Z_]+):-", text))
+    assert used - with_default <= defined
+    assert {"APP_PORT", "APP_REPLICAS", "PROXY_FIX_X_FOR"} <= with_default
     assert ".env" in (ROOT / ".gitignore").read_text().split()
 
 
@@ -95,7 +99,7 @@ def test_the_entrypoint_is_executable_passes_shellcheck_and_execs_gunicorn():
 
 def load_gunicorn_conf(monkeypatch, **env) -> dict:
     for name in ("GUNICORN_WORKERS", "GUNICORN_THREADS", "GUNICORN_WORKER_CLASS", "PORT",
-                 "GUNICORN_BIND", "GUNICORN_TIMEOUT"):
+                 "GUNICORN_BIND", "GUNICORN_TIMEOUT", "DATABASE_URL"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -103,8 +107,18 @@ def load_gunicorn_conf(monkeypatch, **env) -> dict:
     return runpy.run_path(str(ROOT / "gunicorn.conf.py"))
 
 
+@pytest.mark.parametrize(("env", "workers"), [
+    ({}, 1),  # no DATABASE_URL: the SQLite default
+    ({"DATABASE_URL": "sqlite:////srv/wallet.sqlite3"}, 1),
+    ({"DATABASE_URL": "sqlite:////srv/wallet.sqlite3", "GUNICORN_WORKERS": "3"}, 3),
+])
+def test_gunicorn_runs_one_process_on_sqlite(monkeypatch, env, workers):
+    """Its threads then queue for SQLite's one writer on a lock of the process."""
+    assert load_gunicorn_conf(monkeypatch, **env)["workers"] == workers
+
+
 def test_gunicorn_defaults_suit_a_two_core_box(monkeypatch):
-    conf = load_gunicorn_conf(monkeypatch)
+    conf = load_gunicorn_conf(monkeypatch, DATABASE_URL="postgresql+psycopg://wallet@db/wallet")
     assert (conf["worker_class"], conf["workers"], conf["threads"]) == ("gthread", 2, 8)
     assert conf["bind"] == "0.0.0.0:8000"
     assert conf["graceful_timeout"] >= 10 and conf["timeout"] >= 10 and conf["keepalive"] > 0
@@ -140,7 +154,8 @@ def test_compose_gives_gunicorn_longer_than_its_graceful_timeout_to_stop(compose
 def load_gunicorn_conf_defaults() -> dict:
     """gunicorn.conf.py's values in a process without GUNICORN_* variables."""
     code = ("import json, runpy, shutil; c = runpy.run_path('gunicorn.conf.py'); "
-            "print(json.dumps({'graceful_timeout': c['graceful_timeout']}))")
+            "print(json.dumps({'graceful_timeout': c['graceful_timeout'], "
+            "'timeout': c['timeout']}))")
     env = {"PATH": "/usr/bin:/bin", "PROMETHEUS_MULTIPROC_DIR": "/tmp/ops-conf-check"}
     result = subprocess.run([str(BIN / "python"), "-c", code], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=60, check=True)
@@ -192,3 +207,62 @@ def test_the_deliverer_service_runs_the_command_the_ops_tests_run_and_restarts(c
     # SIGTERM waits for the sends in flight: give it longer than a send may take.
     from wallet_web.config import Config
     assert int(deliverer["stop_grace_period"].removesuffix("s")) > Config.WEBHOOK_TIMEOUT_SECONDS
+
+
+# ---------------------------------------------------------------- several instances (docs/scaling.md)
+
+
+@pytest.fixture(scope="module")
+def haproxy_cfg() -> str:
+    return (ROOT / "deploy" / "haproxy.cfg").read_text()
+
+
+def test_compose_runs_several_app_instances_behind_a_pinned_haproxy(compose):
+    app, lb = compose["services"]["app"], compose["services"]["lb"]
+    replicas = re.fullmatch(r"\$\{APP_REPLICAS:-(\d+)\}", app["deploy"]["replicas"]).group(1)
+    assert int(replicas) >= 2
+    assert app["expose"] == ["8000"]
+    assert re.fullmatch(r"haproxy:\d+\.\d+\.\d+(-\w+)?", lb["image"]), "the official image, pinned"
+    assert lb["volumes"] == ["./deploy/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro"]
+    assert lb["ports"] == ["${APP_PORT:-8000}:8000"]
+    assert lb["read_only"] is True and lb["restart"] == "unless-stopped"
+    # The login throttle counts per client address: the one HAProxy appends, not its own.
+    assert app["environment"]["PROXY_FIX_X_FOR"] == "${PROXY_FIX_X_FOR:-1}"
+
+
+def test_haproxy_accepts_the_config():
+    from tests.ops.test_load_balancer import HAPROXY
+
+    result = subprocess.run([HAPROXY, "-c", "-f", "deploy/haproxy.cfg"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_balancer_checks_readyz_on_the_app_service_and_passes_the_client_address(
+        compose, haproxy_cfg):
+    app = compose["services"]["app"]
+    ready = haproxy_cfg.split("\nbackend ready\n", 1)[1].split("\nbackend ", 1)[0]
+    assert "option httpchk GET /readyz" in ready
+    assert "/readyz" in " ".join(app["healthcheck"]["test"]), "the same probe as compose's"
+    templates = re.findall(r"server-template \S+ \S+ (\w+):(\d+) check", haproxy_cfg)
+    assert templates and set(templates) == {("app", app["expose"][0])}
+    assert re.search(r"^\s*bind :(\d+)$", haproxy_cfg, re.M).group(1) == "8000"
+    assert re.search(r"^\s*option forwardfor$", haproxy_cfg, re.M)
+    assert re.search(r"^\s*use_backend ready if \{ nbsrv\(ready\) gt 0 \}$", haproxy_cfg, re.M)
+
+
+def test_haproxy_waits_for_a_request_longer_than_gunicorn_lets_it_run(haproxy_cfg):
+    server_timeout = re.search(r"^\s*timeout server (\d+)s", haproxy_cfg, re.M).group(1)
+    assert int(server_timeout) > load_gunicorn_conf_defaults()["timeout"]
+
+
+def test_the_migrate_service_runs_the_entrypoints_steps_once_before_the_instances(compose):
+    migrate = compose["services"]["migrate"]
+    steps = migrate["entrypoint"][-1]
+    entrypoint = (ROOT / "bin" / "entrypoint").read_text()
+    assert migrate["entrypoint"][:2] == ["sh", "-c"]
+    assert steps == "flask --app wsgi db upgrade && python seed.py"
+    assert all(step in entrypoint for step in steps.split(" && "))
+    assert migrate["image"] == compose["services"]["app"]["image"]
+    assert migrate["restart"] == "on-failure" and migrate["read_only"] is True
+    assert migrate["environment"] == compose["services"]["sweeper"]["environment"]

@@ -3,17 +3,28 @@
 Authentication is a bearer API key (no cookies), so the blueprints are exempt from CSRF.
 """
 from flask import Flask, Response, request
+from flask.sessions import SecureCookieSessionInterface
 
 from ..extensions import csrf
-from . import errors, openapi, v1, wallet
-from . import batches, events, holds  # noqa: F401  (add their routes to v1's blueprint)
+from . import batches, errors, events, holds, openapi, v1, wallet  # noqa: F401  (add their routes to v1's blueprint)
 
 BLUEPRINTS = (wallet.bp, v1.bp, openapi.docs)
 # Balances and keys' data must not be cached; a body is never read as another type than sent.
 API_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 
 
+class CookieSessionOutsideTheApi(SecureCookieSessionInterface):
+    """API requests authenticate by bearer key: they neither read nor set the dashboard's
+    session cookie (nor pay for verifying its signature)."""
+
+    def open_session(self, app: Flask, request):
+        if errors.is_api_path(request.path):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
+
+
 def register(app: Flask) -> None:
+    app.session_interface = CookieSessionOutsideTheApi()
     for blueprint in BLUEPRINTS:
         csrf.exempt(blueprint)
         app.register_blueprint(blueprint)

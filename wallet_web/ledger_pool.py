@@ -1,0 +1,84 @@
+"""The ledger's own connections on PostgreSQL, for the one statement a single movement needs.
+
+A movement whose accounts are already known (ledger.py caches them) is one call of the
+server-side ledger_apply in autocommit. Through SQLAlchemy that call paid for a session, a
+pool checkout with isolation-level switching, an execution context and a result object: more
+CPU than the statement itself. Here it is a psycopg connection from psycopg_pool, opened in
+autocommit once, with the same server-side timeouts as every other connection (resilience.py),
+and the statement prepared on the server. Everything else (reads, refusals' explanations,
+replays, holds, batches, SQLite) keeps the SQLAlchemy engine.
+
+The pool is opened by the first movement of each process (after gunicorn forks), holds at most
+LEDGER_POOL_SIZE connections, and pings a connection that sat idle longer than
+DB_PING_IDLE_SECONDS before lending it, as the engine does; a connection that broke is
+discarded when it comes back, and the request fails with the usual 503.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import psycopg
+from flask import Flask, current_app
+from psycopg_pool import ConnectionPool
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from .resilience import session_options
+
+EXTENSION = "ledger_pool"
+_opening = threading.Lock()
+
+
+class LedgerPool:
+    def __init__(self, conninfo: str, config):
+        self.conninfo, self.config = conninfo, config
+        self.idle_seconds = config["DB_PING_IDLE_SECONDS"]
+        self.pool: ConnectionPool | None = None
+
+    def connection(self):
+        pool = self.pool
+        if pool is None:
+            with _opening:
+                pool = self.pool = self.pool or self._open()
+        return pool.connection()
+
+    def close(self) -> None:
+        """Closes the connections; the next movement opens a new pool."""
+        with _opening:
+            pool, self.pool = self.pool, None
+        if pool is not None:
+            pool.close()
+
+    def _open(self) -> ConnectionPool:
+        config = self.config
+        return ConnectionPool(
+            self.conninfo, min_size=1, max_size=config["LEDGER_POOL_SIZE"], open=True,
+            timeout=config["SQLALCHEMY_ENGINE_OPTIONS"].get("pool_timeout", 30), name=EXTENSION,
+            kwargs={"autocommit": True, "prepare_threshold": 0,
+                    "options": session_options(config),
+                    "connect_timeout": int(config["DB_CONNECT_TIMEOUT_SECONDS"])},
+            check=self._check_if_idle, reset=self._mark_returned)
+
+    def _mark_returned(self, conn: psycopg.Connection) -> None:
+        conn.returned_at = time.monotonic()  # read by _check_if_idle
+
+    def _check_if_idle(self, conn: psycopg.Connection) -> None:
+        returned = getattr(conn, "returned_at", None)
+        if returned is not None and time.monotonic() - returned >= self.idle_seconds:
+            conn.execute("SELECT 1")  # raises for a dead connection: the pool replaces it
+
+
+def init_app(app: Flask, engine: Engine) -> None:
+    """On PostgreSQL: the app's ledger pool, closed whenever the engine is disposed (tests,
+    a worker's reconnect after an outage), so both drop their connections together."""
+    if engine.dialect.name != "postgresql":
+        return
+    conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    app.extensions[EXTENSION] = holder = LedgerPool(conninfo, app.config)
+    event.listen(engine, "engine_disposed", lambda _engine: holder.close())
+
+
+def get() -> LedgerPool | None:
+    """The app's ledger pool; None on SQLite."""
+    return current_app.extensions.get(EXTENSION)
