@@ -31,7 +31,8 @@ def connect(url: str, autocommit: bool = True) -> psycopg.Connection:
 def app_env(url: str, **extra: str) -> dict[str, str]:
     """Environment for flask, seed.py and gunicorn: production settings on the bench database."""
     env = {**os.environ, "DATABASE_URL": url, "WALLET_ENV": "production",
-           "SECRET_KEY": os.urandom(32).hex(), "PYTHONPATH": str(ROOT)}
+           "SECRET_KEY": os.urandom(32).hex(), "PYTHONPATH": str(ROOT),
+           "SESSION_COOKIE_SECURE": "0"}  # the bench's dashboard client speaks plain HTTP
     env.pop("TEST_DATABASE_URL", None)
     env.update(extra)
     return env

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 P99_MS, READ_P95_MS = 150, 25
-CEILING_SHARE, CEILING_P99_MS = 0.75, 120  # issue 16: of the ceiling app's ok/s, same run
+CEILING_SHARE, CEILING_P99_MS = 0.75, 120
+DASHBOARD_P95_MS = 50  # issue 15: every page, with 1M postings and 100k users  # issue 16: of the ceiling app's ok/s, same run
 CSV_ROWS_PER_S, CSV_RSS_MB = 50_000, 50
 NO_CONVOY_TOLERANCE = 0.95  # throughput at 64 clients >= 95% of that at 8 (noise on a shared box)
 
@@ -64,6 +65,19 @@ def _read_figures(read_side: dict) -> dict:
             **{k: v for k, v in dashboard.items() if isinstance(v, dict)}}
 
 
+def dashboard_target(results: dict) -> dict:
+    """Issue 15: every dashboard page's p95 within DASHBOARD_P95_MS."""
+    pages = results.get("read_side", {}).get("dashboard", {})
+    figures = {name: f for name, f in pages.items() if isinstance(f, dict) and "p95_ms" in f}
+    if not figures:
+        return _verdict(None, "not measured")
+    slow = {name: f["p95_ms"] for name, f in figures.items()
+            if f["p95_ms"] > DASHBOARD_P95_MS or set(f["statuses"]) != {"200"}}
+    worst = max(figures, key=lambda name: figures[name]["p95_ms"])
+    return _verdict(not slow, f"{len(figures)} pages, slowest {worst} p95 "
+                              f"{figures[worst]['p95_ms']} ms" + (f"; over: {slow}" if slow else ""))
+
+
 def csv_target(results: dict) -> dict:
     export = results.get("read_side", {}).get("csv_export")
     if export is None:
@@ -100,6 +114,7 @@ def evaluate(results: dict) -> dict[str, dict]:
         f"ledger page deep p95 <= 25 ms ({ledger_page})": read_target(results, ledger_page),
         "account postings deep p95 <= 25 ms (API)": read_target(results, "api_account_postings_deep"),
         "balance endpoint p95 <= 25 ms": read_target(results, "balance"),
+        "every dashboard page p95 <= 50 ms": dashboard_target(results),
         "CSV export >= 50,000 rows/s, worker RSS growth <= 50 MB": csv_target(results),
         "exact: conservation, ledger verify, 64 spends on a balance for 40": correctness(results),
     }
