@@ -38,10 +38,11 @@ TABLES = ("postings, transactions, balance_shards, accounts, users, assets, api_
           "operator_sessions, login_throttles, status_changes, reason_codes, policies, "
           "operator_limits, movement_requests, audit_events, bulk_grant_outcomes, bulk_grant_rows, "
           "bulk_grant_totals, bulk_grants, events, webhook_deliveries, webhook_endpoints, "
-          "chain_entries")
+          "chain_entries, volume_days")
 
 RESET_CHAIN_HEADS = ("UPDATE chain_heads SET seq = 0, hash = repeat('0', 64), after_xid = -1, "
                      "after_id = 0, sealed_at = NULL")
+RESET_VOLUME_POSITION = "UPDATE volume_position SET after_xid = -1, after_id = 0, rolled_at = NULL"
 
 
 def pytest_generate_tests(metafunc):
@@ -105,6 +106,7 @@ def database_url(backend, request, tmp_path):
     with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
         conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
         conn.execute(RESET_CHAIN_HEADS)
+        conn.execute(RESET_VOLUME_POSITION)
     return url
 
 

@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import text
 
-from . import chain
+from . import chain, rollups
 from .extensions import db
 from .models import CHAINS
 
@@ -63,6 +63,8 @@ CHECKS = {
         WHERE a.kind = 'holds' AND a.balance + COALESCE(s.total, 0) <> COALESCE(h.total, 0)""",
 }
 
+ROLLUP_CHECK = "the overview's rolled-up daily volumes equal the transactions they sum"
+
 COUNTS = {
     "transactions": "SELECT COUNT(*) FROM transactions",
     "postings": "SELECT COUNT(*) FROM postings",
@@ -114,5 +116,10 @@ def verify() -> Report:
                 report.failures[name] = rows
             else:
                 report.passed.append(name)
+        rolled = rollups.mismatches(conn)
+        if rolled:
+            report.failures[ROLLUP_CHECK] = rolled
+        else:
+            report.passed.append(ROLLUP_CHECK)
         report.chains = [chain.check(conn, name) for name in CHAINS]
     return report

@@ -1,16 +1,18 @@
 """Tables and their constraints. Transactions and postings are append-only."""
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
     Integer,
+    Numeric,
     SmallInteger,
     String,
     Text,
@@ -545,6 +547,31 @@ class ChainHead(db.Model):
     after_xid: Mapped[int] = mapped_column(BigInteger)
     after_id: Mapped[int] = mapped_column(BigInteger)
     sealed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class VolumeDay(db.Model):
+    """The overview's volumes per UTC day, kind and asset: transactions with a positive leg in
+    the asset and the sum of those legs, rolled up by the sweeper from the transactions whose
+    events come up to VolumePosition (rollups.py). Derived from the ledger, which `ledger verify`
+    proves it against; readers add the transactions after the position."""
+
+    __tablename__ = "volume_days"
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    asset_code: Mapped[str] = mapped_column(String(16), primary_key=True)
+    transactions: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[int] = mapped_column(Numeric(38, 0).with_variant(BigInteger, "sqlite"))
+
+
+class VolumePosition(db.Model):
+    """How far, in the events' (xid, id) order, the volume rollup has read (one row)."""
+
+    __tablename__ = "volume_position"
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    after_xid: Mapped[int] = mapped_column(BigInteger)
+    after_id: Mapped[int] = mapped_column(BigInteger)
+    rolled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Hold(db.Model):

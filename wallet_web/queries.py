@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections import defaultdict
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Context, Decimal
@@ -19,8 +20,8 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import selectinload
 
-from . import errors
-from .accounts import SYSTEM_USERNAME
+from . import errors, rollups
+from .accounts import HOUSE_KINDS, SYSTEM_USERNAME
 from .extensions import db
 from .inputs import parse_integer
 from .limits import BIGINT_MAX, is_id
@@ -241,7 +242,8 @@ BALANCES = select(Account.id, Account.name, Account.kind, Account.asset_code,
                   Account.balance + _shard_total() + _releasable(), Account.status, _held()
                   ).order_by(Account.asset_code, Account.kind)
 USER_BALANCES = BALANCES.where(Account.user_id == bindparam("user_id"))
-HOUSE_BALANCES = BALANCES.where(Account.allow_negative)
+# By kind, which is indexed: allow_negative would read every wallet to find the house accounts.
+HOUSE_BALANCES = BALANCES.where(Account.kind.in_(HOUSE_KINDS))
 
 
 def user_balances(user_id: int) -> list[AccountBalance]:
@@ -255,6 +257,7 @@ def user_balances(user_id: int) -> list[AccountBalance]:
 
 
 def house_balances() -> list[AccountBalance]:
+    """Every house account (treasury, promotions, revenue, equity, holds) with its balance."""
     return [AccountBalance.of(row)
             for row in db.session.execute(HOUSE_BALANCES, {"now": utcnow()})]
 
@@ -536,50 +539,31 @@ def list_asset_codes() -> list[str]:
 
 
 def wallet_totals() -> dict[str, int]:
-    """What users hold in total, per asset."""
-    query = (select(Account.asset_code, func.coalesce(func.sum(Account.balance), 0))
-             .where(Account.kind == "wallet").group_by(Account.asset_code))
-    return {asset: int(total) for asset, total in db.session.execute(query)}
+    """What users hold in total, per asset: every transaction sums to zero per asset, so it is
+    the opposite of what the house accounts hold (a few rows read instead of every wallet;
+    `ledger verify` proves the sums)."""
+    query = (select(Account.asset_code, func.sum(Account.balance + _shard_total()))
+             .where(Account.kind.in_(HOUSE_KINDS)).group_by(Account.asset_code))
+    return {asset: -int(total) for asset, total in db.session.execute(query)}
 
 
-def _moved():
-    """A transaction's volume in an asset: the sum of its positive legs (legs sum to zero)."""
-    return (select(Transaction.kind, Account.asset_code,
-                   func.count(func.distinct(Transaction.id)), func.sum(Posting.amount))
-            .join(Posting, Posting.transaction_id == Transaction.id)
-            .join(Account, Account.id == Posting.account_id)
-            .where(Posting.amount > 0))
+def volume_by_kind(day: date) -> list[VolumeRow]:
+    """What each kind moved on one UTC day, per asset (rollups.py: exact, rolled up or not)."""
+    totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for volume in rollups.volumes(day, day):
+        total = totals[volume.asset_code, volume.kind]
+        total[0] += volume.transactions
+        total[1] += volume.amount
+    return [VolumeRow(kind, asset, count, amount)
+            for (asset, kind), (count, amount) in sorted(totals.items())]
 
 
-def volume_by_kind(since: datetime) -> list[VolumeRow]:
-    query = (_moved().where(Transaction.created_at >= since)
-             .group_by(Transaction.kind, Account.asset_code)
-             .order_by(Account.asset_code, Transaction.kind))
-    return [VolumeRow(kind, asset, count, int(amount)) for kind, asset, count, amount
-            in db.session.execute(query)]
-
-
-def daily_volume(since: datetime, kinds: tuple[str, ...]) -> list[DailyVolume]:
-    """Volume per UTC day and asset of the given kinds since `since`, oldest first."""
-    day = _utc_day(Transaction.created_at)
-    query = (select(day, Account.asset_code, func.sum(Posting.amount))
-             .join(Posting, Posting.transaction_id == Transaction.id)
-             .join(Account, Account.id == Posting.account_id)
-             .where(Posting.amount > 0, Transaction.created_at >= since,
-                    Transaction.kind.in_(kinds))
-             .group_by(day, Account.asset_code).order_by(day))
-    return [DailyVolume(_as_date(when), asset, int(amount))
-            for when, asset, amount in db.session.execute(query)]
-
-
-def _utc_day(column):
-    if db.engine.dialect.name == "postgresql":
-        return func.date(func.timezone("UTC", column))
-    return func.date(column)  # SQLite stores UTC text
-
-
-def _as_date(value) -> date:
-    return date.fromisoformat(value) if isinstance(value, str) else value
+def daily_volume(first_day: date, kinds: tuple[str, ...]) -> list[DailyVolume]:
+    """Volume per UTC day and asset of the given kinds from `first_day`, oldest first."""
+    totals: dict[tuple[date, str], int] = defaultdict(int)
+    for volume in rollups.volumes(first_day, kinds=kinds):
+        totals[volume.day, volume.asset_code] += volume.amount
+    return [DailyVolume(day, asset, amount) for (day, asset), amount in sorted(totals.items())]
 
 
 def balance_series(account_id: int, points: int = 60) -> list[tuple[datetime, int]]:

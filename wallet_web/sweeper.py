@@ -1,5 +1,6 @@
 """The sweeper: releases expired holds, expires approval requests and bulk grants past their
-time, finishes requests a crash cut off and resumes bulk grants whose poster died. `flask --app wsgi sweep` runs it once; `--every 60` keeps running it
+time, finishes requests a crash cut off, resumes bulk grants whose poster died, rolls up the
+overview's daily volumes and seals the hash chains. `flask --app wsgi sweep` runs it once; `--every 60` keeps running it
 (the compose service `sweeper`). Every job is idempotent and safe beside another sweeper and
 beside the requests themselves, so a killed sweeper loses nothing: the next pass does it.
 A pass that fails (the database restarting) is logged and tried again at the next tick.
@@ -12,7 +13,7 @@ import time
 import click
 from flask.cli import with_appcontext
 
-from . import approvals, bulk, chain, holds
+from . import approvals, bulk, chain, holds, rollups
 from .workers import stop_on_signals, through_outages
 
 log = logging.getLogger("wallet_web.sweeper")
@@ -22,6 +23,7 @@ JOBS = (
     ("requests_settled", approvals.settle_stuck),
     ("bulk_grants_expired", bulk.expire_due),
     ("bulk_grants_resumed", bulk.resume_stale),
+    ("volumes_rolled", rollups.roll_count),  # the overview's daily volumes
     ("entries_sealed", chain.seal_count),  # last: it seals what the jobs above committed
 )
 

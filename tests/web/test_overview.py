@@ -8,7 +8,7 @@ from wallet_web.web.charts import daily_bars, sparkline
 
 from .conftest import count_transactions
 
-MIDNIGHT = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+TODAY = datetime.now(timezone.utc).date()
 
 
 @pytest.mark.both_backends
@@ -21,19 +21,18 @@ def test_wallet_totals_are_what_users_hold(app, make_user):
 def test_volume_by_kind_counts_each_transaction_once(app, make_user):
     user_id = make_user(balance=1000)
     ledger.spend(user_id, "GOLD", 300, "spend-1")
-    rows = {(row.kind, row.asset_code): row for row in queries.volume_by_kind(MIDNIGHT)}
+    rows = {(row.kind, row.asset_code): row for row in queries.volume_by_kind(TODAY)}
     assert (rows["topup", "GOLD"].count, rows["topup", "GOLD"].amount) == (3, 1150)
     assert (rows["spend", "GOLD"].count, rows["spend", "GOLD"].amount) == (1, 300)
-    assert queries.volume_by_kind(datetime.now(timezone.utc) + timedelta(hours=1)) == []
+    assert queries.volume_by_kind(TODAY + timedelta(days=1)) == []
 
 
 @pytest.mark.both_backends
 def test_daily_volume_groups_by_utc_day_and_kind(app, make_user):
     make_user(balance=40)
-    rows = queries.daily_volume(MIDNIGHT - timedelta(days=29), ("topup",))
-    today = datetime.now(timezone.utc).date()
-    assert [(r.day, r.asset_code, r.amount) for r in rows] == [(today, "GOLD", 190)]
-    assert queries.daily_volume(MIDNIGHT, ("bonus",)) == []
+    rows = queries.daily_volume(TODAY - timedelta(days=29), ("topup",))
+    assert [(r.day, r.asset_code, r.amount) for r in rows] == [(TODAY, "GOLD", 190)]
+    assert queries.daily_volume(TODAY, ("bonus",)) == []
 
 
 @pytest.mark.both_backends

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, time, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 from flask import Blueprint
 
@@ -19,15 +19,14 @@ CHART_DAYS = 30
 @bp.route("/")
 def index():
     now = datetime.now(timezone.utc)
-    midnight = datetime.combine(now.date(), time(), tzinfo=timezone.utc)
     assets = queries.list_asset_codes()
     latest = queries.list_transactions(queries.TransactionFilters(), limit=10).items
     return render(
         "overview/index.html",
         assets=assets,
         holdings=_holdings(assets),
-        today=queries.volume_by_kind(midnight),
-        charts=_charts(assets, midnight, now),
+        today=queries.volume_by_kind(now.date()),
+        charts=_charts(assets, now.date()),
         latest=latest,
         owners=owner_names(latest),
     )
@@ -42,9 +41,8 @@ def _holdings(assets: list[str]) -> list[dict]:
     return [{"asset": code, "users": held.get(code, 0), **house[code]} for code in assets]
 
 
-def _charts(assets: list[str], midnight: datetime, now: datetime) -> dict:
-    since = midnight - timedelta(days=CHART_DAYS - 1)
+def _charts(assets: list[str], today: date) -> dict:
     per_asset: dict[str, dict] = defaultdict(dict)
-    for row in queries.daily_volume(since, kinds.CHARTED):
+    for row in queries.daily_volume(today - timedelta(days=CHART_DAYS - 1), kinds.CHARTED):
         per_asset[row.asset_code][row.day] = row.amount
-    return {code: daily_bars(per_asset[code], now.date(), CHART_DAYS) for code in assets}
+    return {code: daily_bars(per_asset[code], today, CHART_DAYS) for code in assets}
