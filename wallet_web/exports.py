@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, time, timezone
 from typing import Iterable, Iterator
 
-from sqlalchemy import Select, and_, false, func, select
+from sqlalchemy import Select, and_, false, func, null, select
 from sqlalchemy.orm import aliased
 
 from . import audit_events, chain, events, verify_export
@@ -97,10 +97,16 @@ def _seq_span(filters: TransactionFilters, through: int) -> tuple[int | None, in
 
 def ledger_rows(span: Span) -> Iterator[tuple]:
     """One row per posting: sealed entries in seq order, then unsealed transactions by id;
-    postings by id within a transaction."""
+    postings by id within a transaction. A complete span's entries are consecutive: each one's
+    previous hash is the entry before's, carried here instead of looked up per row."""
+    carried = _hash_before(span.first) if span.complete else None
+    entry = previous = None
     for row in _execute(_sealed_rows(span)):
-        *cells, seq, previous, sealed = row
-        yield (*_cells(cells), seq, previous or chain.GENESIS, sealed)
+        *cells, seq, looked_up, sealed = row
+        if span.complete and seq != entry:
+            entry, previous, carried = seq, carried, sealed
+        yield (*_cells(cells), seq, (previous if span.complete else looked_up) or chain.GENESIS,
+               sealed)
     if span.unsealed:
         for row in _execute(_unsealed_rows(span)):
             yield (*_cells(row), "", "", "")
@@ -131,16 +137,27 @@ def _rows_from(source, transaction_of) -> Select:
 
 
 def _sealed_rows(span: Span) -> Select:
-    entry, previous = aliased(ChainEntry), aliased(ChainEntry)
-    query = (_rows_from(entry, entry.entry_id).add_columns(entry.seq, previous.hash, entry.hash)
-             .outerjoin(previous, and_(previous.chain == "ledger", previous.seq == entry.seq - 1))
-             .where(entry.chain == "ledger", entry.seq <= span.through)
+    entry = aliased(ChainEntry)
+    query = (_rows_from(entry, entry.entry_id).where(entry.chain == "ledger",
+                                                     entry.seq <= span.through)
              .order_by(entry.seq, Posting.id))
     if span.complete:
         if span.first is None:
-            return query.where(false())
-        return query.where(entry.seq.between(span.first, span.last))
-    return query.where(Transaction.id.in_(_matching(span.filters)))
+            return query.add_columns(entry.seq, null(), entry.hash).where(false())
+        return (query.add_columns(entry.seq, null(), entry.hash)  # ledger_rows carries it
+                .where(entry.seq.between(span.first, span.last)))
+    previous = aliased(ChainEntry)
+    return (query.add_columns(entry.seq, previous.hash, entry.hash)
+            .outerjoin(previous, and_(previous.chain == "ledger", previous.seq == entry.seq - 1))
+            .where(Transaction.id.in_(_matching(span.filters))))
+
+
+def _hash_before(first: int | None) -> str | None:
+    """The hash of the entry before `first` (None before the first entry: GENESIS)."""
+    if first is None or first <= 1:
+        return None
+    return db.session.execute(select(ChainEntry.hash).where(
+        ChainEntry.chain == "ledger", ChainEntry.seq == first - 1)).scalar_one()
 
 
 def _unsealed_rows(span: Span) -> Select:
