@@ -89,3 +89,13 @@ def verify(url: str) -> dict:
         return {"ok": True, "output": flask(url, "ledger", "verify").strip().splitlines()}
     except RuntimeError as error:
         return {"ok": False, "output": str(error).strip().splitlines()[-20:]}
+
+
+def sweep_until_done(url: str, passes: int = 100) -> int:
+    """`flask sweep` until a pass has nothing left to do (the compose service `sweeper` runs it
+    every minute: the overview's rollup and the chains keep up with the writes); passes run."""
+    for done in range(1, passes + 1):
+        counts = dict(item.split("=") for item in flask(url, "sweep").split())
+        if not any(int(count) for count in counts.values()):
+            return done
+    raise RuntimeError(f"the sweeper still had work after {passes} passes")

@@ -162,6 +162,10 @@ def read_side(bench: scenarios.Bench, args, results: dict) -> None:
     results["verify_seconds"] = round(time.perf_counter() - started, 1)
     _progress(f"history: {results['postings_at_read']:,} postings, verify "
               f"{results['verify']['after_fill']['ok']}")
+    started = time.perf_counter()
+    results["sweep_passes"] = database.sweep_until_done(bench.url)
+    results["sweep_seconds"] = round(time.perf_counter() - started, 1)
+    _progress(f"sweeper: {results['sweep_passes']} passes in {results['sweep_seconds']} s")
     results["read_side"] = readside.measure(bench.url, bench.server.base, bench.key, bench.users,
                                             bench.server.worker_pids(), WHALE_USER, args.samples)
 
