@@ -191,13 +191,20 @@ def test_the_keyboard_alone_finds_a_user_and_tops_them_up(log_in, customer):
     assert page.console_problems == []
 
 
-def test_the_keyboard_alone_confirms_a_reversal(log_in, customer):
+def reversal_typed_by_keyboard(log_in, customer):
+    """An admin on the customer's opening transaction, its reversal's reason code and reason
+    typed with the keyboard alone; the page."""
     page = log_in("admin")
     page.goto(f"/ledger/{customer.opening_id}")
     tab_to(page, "#reversal select")
     page.keyboard.type("Goodwill")
     tab_to(page, "#reversal textarea, #reversal input[name$=reason]")
     page.keyboard.type("Charged twice")
+    return page
+
+
+def test_the_keyboard_alone_confirms_a_reversal(log_in, customer):
+    page = reversal_typed_by_keyboard(log_in, customer)
     tab_to(page, "#reversal input[type=checkbox]")
     page.keyboard.press("Space")
     confirmation = submit_by_keyboard(page, "#reversal")
@@ -211,12 +218,7 @@ def test_the_keyboard_alone_confirms_a_reversal(log_in, customer):
 def test_a_refused_confirmation_step_is_announced_and_keeps_the_keyboard_on_the_form(log_in,
                                                                                      customer):
     """Sent without ticking "I confirm", the reversal is refused next to the box."""
-    page = log_in("admin")
-    page.goto(f"/ledger/{customer.opening_id}")
-    tab_to(page, "#reversal select")
-    page.keyboard.type("Goodwill")
-    tab_to(page, "#reversal textarea, #reversal input[name$=reason]")
-    page.keyboard.type("Charged twice")
+    page = reversal_typed_by_keyboard(log_in, customer)
     page.keyboard.press("Enter")
     checkbox = page.locator("#reversal input[type=checkbox]")
     expect(checkbox).to_have_attribute("aria-invalid", "true")
