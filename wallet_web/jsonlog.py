@@ -4,8 +4,11 @@ Kept apart from observability.py so that gunicorn's master can use it for its ow
 without importing prometheus-client before the metrics directory exists."""
 from __future__ import annotations
 
+import io
 import json
 import logging
+import os
+import select
 from datetime import datetime, timezone
 
 from flask import g, has_request_context
@@ -26,3 +29,38 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
+
+
+class LineHandler(logging.StreamHandler):
+    """Writes each record with one os.write on the stream's file descriptor, without the
+    handler's lock: a line of at most PIPE_BUF bytes reaches a pipe (or a file opened for
+    appending) whole, whichever thread writes it. That lock was the most contended one of an
+    API request. A longer line (a traceback), or a stream without a descriptor, goes through
+    the stream under the lock, as StreamHandler writes it (a short line written meanwhile by
+    another thread may then land inside it)."""
+
+    def __init__(self, stream=None):
+        super().__init__(stream)
+        try:
+            self.fd: int | None = self.stream.fileno()
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            self.fd = None
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        if not self.filter(record):
+            return False
+        try:
+            line = (self.format(record) + "\n").encode()
+        except Exception:  # noqa: BLE001 - logging never raises into the caller
+            self.handleError(record)
+            return True
+        try:
+            if self.fd is not None and len(line) <= select.PIPE_BUF:
+                os.write(self.fd, line)
+            else:
+                with self.lock:
+                    self.stream.write(line.decode())
+                    self.flush()
+        except Exception:  # noqa: BLE001
+            self.handleError(record)
+        return True

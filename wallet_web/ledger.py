@@ -472,12 +472,19 @@ def _apply(conn, claim: dict, legs: list[Leg], rules) -> tuple[int | None, dict[
 
 
 def _apply_params(claim: dict, legs: list[Leg], rules) -> dict:
+    """The arrays go as array literals: psycopg would otherwise inspect every element of a
+    list to choose its type, on every call (the SQL casts them)."""
     return {
         **claim, "metadata": None if claim["metadata"] is None else json.dumps(claim["metadata"]),
-        "accounts": [leg.account_id for leg in legs], "amounts": [leg.amount for leg in legs],
-        "wallet": [not rules[leg.account_id].allow_negative for leg in legs],
+        "accounts": _array(leg.account_id for leg in legs),
+        "amounts": _array(leg.amount for leg in legs),
+        "wallet": _array("f" if rules[leg.account_id].allow_negative else "t" for leg in legs),
         "shard": random.randrange(HOUSE_SHARDS),
     }
+
+
+def _array(values) -> str:
+    return "{" + ",".join(map(str, values)) + "}"
 
 
 def _balances(legs: list[Leg], balances: list) -> dict[int, int]:

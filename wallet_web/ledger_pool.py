@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 import psycopg
 from flask import Flask, current_app
@@ -36,12 +38,15 @@ class LedgerPool:
         self.idle_seconds = config["DB_PING_IDLE_SECONDS"]
         self.pool: ConnectionPool | None = None
 
-    def connection(self):
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
         pool = self.pool
         if pool is None:
             with _opening:
                 pool = self.pool = self.pool or self._open()
-        return pool.connection()
+        with pool.connection() as conn:
+            yield conn
+            conn.last_used = time.monotonic()  # read by _check_if_idle
 
     def close(self) -> None:
         """Closes the connections; the next movement opens a new pool."""
@@ -58,14 +63,12 @@ class LedgerPool:
             kwargs={"autocommit": True, "prepare_threshold": 0,
                     "options": session_options(config),
                     "connect_timeout": int(config["DB_CONNECT_TIMEOUT_SECONDS"])},
-            check=self._check_if_idle, reset=self._mark_returned)
-
-    def _mark_returned(self, conn: psycopg.Connection) -> None:
-        conn.returned_at = time.monotonic()  # read by _check_if_idle
+            check=self._check_if_idle)  # no reset callback: the pool would hand every
+            # returned connection to its worker thread, a thread switch per movement
 
     def _check_if_idle(self, conn: psycopg.Connection) -> None:
-        returned = getattr(conn, "returned_at", None)
-        if returned is not None and time.monotonic() - returned >= self.idle_seconds:
+        last_used = getattr(conn, "last_used", None)
+        if last_used is not None and time.monotonic() - last_used >= self.idle_seconds:
             conn.execute("SELECT 1")  # raises for a dead connection: the pool replaces it
 
 

@@ -31,7 +31,7 @@ from sqlalchemy.engine import Engine
 
 from . import batch, errors, ledger
 from .extensions import csrf, db
-from .jsonlog import JsonFormatter
+from .jsonlog import JsonFormatter, LineHandler
 
 REQUEST_ID_HEADER = "X-Request-ID"
 SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -215,7 +215,7 @@ def configure_logging(level: str) -> None:
     logger.setLevel(level.upper())
     if any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = LineHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     logger.addHandler(handler)  # before Flask's first app.logger: it then adds no handler
     logger.propagate = False

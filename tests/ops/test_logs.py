@@ -3,6 +3,10 @@ the transaction it posted; never a key, a password, a session cookie, a query st
 request body (docs/operations.md, "Never logged"), also under gunicorn."""
 import hashlib
 import json
+import logging
+import os
+import select
+import threading
 
 import psycopg
 import pytest
@@ -12,6 +16,7 @@ from flask.sessions import SecureCookieSessionInterface
 from tests.ops.support import Dashboard, call, json_records, replayed, took_effect
 from tests.ops.test_gunicorn import LOCK_ALICE
 from wallet_web import api_keys, operators
+from wallet_web.jsonlog import JsonFormatter, LineHandler
 
 
 def test_a_request_logs_one_json_line_and_returns_its_request_id(client, log_lines):
@@ -134,3 +139,40 @@ def test_under_gunicorn_no_secret_reaches_any_log_line(gunicorn, app, write_key,
     leaks = [(name, line) for line in lines for name, secret in secrets.items()
              if secret in line]
     assert not leaks
+
+
+def test_lines_written_by_many_threads_at_once_stay_whole():
+    """LineHandler takes no lock for a line that fits PIPE_BUF: each is one os.write."""
+    reader, writer = os.pipe()
+    handler = LineHandler(os.fdopen(writer, "w"))
+    handler.setFormatter(JsonFormatter())
+    logger = logging.Logger("lines")
+    logger.addHandler(handler)
+    received = []
+    drain = threading.Thread(target=lambda: received.append(_read_all(reader)))
+    drain.start()
+
+    def write(thread: int) -> None:
+        for n in range(300):
+            logger.info("line", extra={"fields": {"thread": thread, "n": n, "pad": "x" * 300}})
+
+    threads = [threading.Thread(target=write, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    logger.info("long", extra={"fields": {"pad": "y" * select.PIPE_BUF}})  # through the stream
+    handler.stream.close()
+    drain.join()
+    records = [json.loads(line) for line in received[0].splitlines()]
+    assert sorted((r["thread"], r["n"]) for r in records[:-1]) == [
+        (t, n) for t in range(8) for n in range(300)]
+    assert records[-1]["msg"] == "long" and len(records[-1]["pad"]) == select.PIPE_BUF
+
+
+def _read_all(fd: int) -> str:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks).decode()
