@@ -53,6 +53,8 @@ POST = [
        SELECT %(tx_base)s + n, kind, %(tag)s || ':' || n, md5(%(tag)s || ':' || n),
               'bench history', 'bench:fill', now()
        FROM fill_gen""",
+    """INSERT INTO events (type, created_at, transaction_id)
+       SELECT 'transaction.posted', now(), %(tx_base)s + n FROM fill_gen ORDER BY n""",
     """INSERT INTO postings (id, transaction_id, account_id, amount, balance_after, created_at)
        SELECT %(posting_base)s + 2 * n, %(tx_base)s + n, g.wallet_id, g.delta,
               a.balance + SUM(g.delta) OVER (PARTITION BY g.wallet_id ORDER BY n), now()

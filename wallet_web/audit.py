@@ -14,12 +14,17 @@ CHECKS = {
         SELECT t.id, COUNT(p.id) AS legs FROM transactions t
         LEFT JOIN postings p ON p.transaction_id = t.id
         GROUP BY t.id HAVING COUNT(p.id) < 2""",
-    "every posting's account and every transaction's API key exist": """
+    "every posting's account and transaction and every transaction's API key exist": """
         SELECT 'posting', p.id FROM postings p
         WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = p.account_id)
+        OR NOT EXISTS (SELECT 1 FROM transactions t WHERE t.id = p.transaction_id)
         UNION ALL
         SELECT 'transaction', t.id FROM transactions t WHERE t.api_key_id IS NOT NULL
         AND NOT EXISTS (SELECT 1 FROM api_keys k WHERE k.id = t.api_key_id)""",
+    "every transaction has exactly one transaction.posted event": """
+        SELECT t.id, COUNT(e.id) AS events FROM transactions t
+        LEFT JOIN events e ON e.transaction_id = t.id AND e.type = 'transaction.posted'
+        GROUP BY t.id HAVING COUNT(e.id) <> 1""",
     "every transaction sums to zero per asset": """
         SELECT p.transaction_id, a.asset_code, SUM(p.amount) AS total
         FROM postings p JOIN accounts a ON a.id = p.account_id

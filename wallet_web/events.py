@@ -1,8 +1,9 @@
 """Events for integrations: a transactional outbox and the feed that reads it.
 
 An event row is written in the database transaction of the change it tells of, so it exists
-exactly when the change does: a transaction's `transaction.posted` by a trigger on
-`transactions` (migration 0010), the others by `emit` on the caller's connection.
+exactly when the change does: a transaction's `transaction.posted` by the ledger's functions
+in the same statement (PostgreSQL, migration 0014) or a trigger on `transactions` (SQLite,
+0010), the others by `emit` on the caller's connection.
 
 The feed's order is (xid, id): xid is the id of the database transaction that wrote the row.
 A reader only returns rows whose xid is below the oldest transaction still running when its

@@ -229,9 +229,10 @@ def _finding_indexes() -> tuple[Index, ...]:
 
 
 def _sqlite_only_keys(*keys: tuple[str, str]) -> tuple[ForeignKeyConstraint, ...]:
-    """Foreign keys that PostgreSQL does not check (migration 0012): each movement's check
-    would lock the one row all movements share (the house account, the caller's API key).
-    Those rows are never deleted, and `ledger verify` checks every reference."""
+    """Foreign keys that PostgreSQL does not check: each movement's check would lock the one
+    row all movements share (the house account, the caller's API key: migration 0012) or
+    query for the transaction it has just inserted (a posting's: 0014). Those rows are never
+    deleted, and `ledger verify` checks every reference."""
     return tuple(ForeignKeyConstraint([column], [target]).ddl_if(dialect="sqlite")
                  for column, target in keys)
 
@@ -276,11 +277,11 @@ class Posting(db.Model):
         Index("ix_postings_account_id_id", "account_id", "id"),
         Index("ix_postings_account_id_created_at", "account_id", "created_at"),
         Index("ix_postings_transaction_id", "transaction_id"),
-        *_sqlite_only_keys(("account_id", "accounts.id")),
+        *_sqlite_only_keys(("account_id", "accounts.id"), ("transaction_id", "transactions.id")),
         Index("ix_postings_amount_created_at", "amount", "created_at"),  # an amount on a date
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    transaction_id: Mapped[int] = mapped_column(ForeignKey("transactions.id"))
+    transaction_id: Mapped[int] = mapped_column(BigId)  # _sqlite_only_keys
     account_id: Mapped[int] = mapped_column(BigId)  # _sqlite_only_keys
     amount: Mapped[int] = mapped_column(BigInteger)
     balance_after: Mapped[int | None] = mapped_column(BigInteger)

@@ -8,10 +8,11 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from wallet_web import audit, errors, ledger, ledger_pool
+from wallet_web import audit, batch, errors, ledger, ledger_pool
 from wallet_web.extensions import db
 
-ORPHANS = "every posting's account and every transaction's API key exist"
+ORPHANS = "every posting's account and transaction and every transaction's API key exist"
+EVENTS = "every transaction has exactly one transaction.posted event"
 
 
 @pytest.fixture(params=["ledger_pool", "engine"])
@@ -83,6 +84,30 @@ def test_verify_finds_a_posting_whose_account_does_not_exist(app, make_user, dat
                      "VALUES (%s, 987654321, 1, now())", (tx,))
     report = audit.verify()
     assert not report.ok and report.failures[ORPHANS][0][0] == "posting"
+
+
+def test_verify_finds_a_posting_whose_transaction_does_not_exist(app, make_user, wallet_of,
+                                                                 database_url):
+    account = wallet_of(make_user(balance=10))
+    with psycopg.connect(database_url.replace("+psycopg", "")) as conn:
+        conn.execute("INSERT INTO postings (transaction_id, account_id, amount, created_at) "
+                     "VALUES (987654321, %s, 1, now())", (account,))
+    report = audit.verify()
+    assert not report.ok and report.failures[ORPHANS][0][0] == "posting"
+
+
+def test_every_movement_has_its_one_event_and_verify_finds_one_without(app, make_user,
+                                                                       database_url):
+    user = make_user(balance=10)
+    ledger.spend(user, "GOLD", 3, reference())
+    items = [batch.Item("topup", user, "GOLD", amount, reference()) for amount in (1, 2)]
+    assert all(outcome.error is None for outcome in batch.post_many(items))
+    assert audit.verify().ok
+    with psycopg.connect(database_url.replace("+psycopg", "")) as conn:
+        conn.execute("INSERT INTO transactions (kind, reference_id, fingerprint, description, "
+                     "actor, created_at) VALUES ('adjustment', 'no-event', 'f', '', 'test', now())")
+    report = audit.verify()
+    assert [row[1] for row in report.failures[EVENTS]] == [0]
 
 
 def test_accounts_and_api_keys_cannot_be_deleted(app, make_user, wallet_of, database_url):
