@@ -478,6 +478,34 @@ def _moving(amount: Decimal, asset: str | None, since: datetime | None,
                               .where(or_(*legs), *within))
 
 
+def newest_moving(amount: Decimal, since: datetime, until: datetime,
+                  limit: int) -> list[Transaction]:
+    """The newest `limit` transactions created in [since, until) with a leg of `amount`
+    (either sign, in the smallest unit of any asset that can write it), newest first.
+
+    One newest-first range of the amount index per asset and sign, each stopping after
+    `limit` legs: a common amount on a busy day has hundreds of thousands of legs, which
+    _moving's exact id order has to collect and sort before the first page (the lookup's
+    preview; the ledger's amount filter keeps that order for its pages)."""
+    probes = [select(Posting.transaction_id, Posting.created_at)
+              .join(Account, Account.id == Posting.account_id)
+              .where(Posting.amount == signed, Account.asset_code == code,
+                     Posting.created_at >= since, Posting.created_at < until)
+              .order_by(Posting.created_at.desc()).limit(limit).subquery()
+              for code, units in in_smallest_units(amount) for signed in (units, -units)]
+    if not probes:
+        return []
+    legs = union_all(*(select(probe.c.transaction_id, probe.c.created_at)
+                       for probe in probes)).subquery()
+    newest = db.session.scalars(select(legs.c.transaction_id)
+                                .order_by(legs.c.created_at.desc(), legs.c.transaction_id.desc()))
+    ids = list(dict.fromkeys(newest))[:limit]  # a transaction's legs come together
+    loading = selectinload(Transaction.postings).selectinload(Posting.account)
+    found = db.session.scalars(select(Transaction).where(Transaction.id.in_(ids))
+                               .options(loading))
+    return sorted(found, key=lambda tx: (tx.created_at, tx.id), reverse=True)
+
+
 def in_smallest_units(amount: Decimal, asset: str | None = None) -> list[tuple[str, int]]:
     """(asset, units) for `asset`, or each asset, whose decimals can write `amount` exactly:
     12.5 is 1250 in an asset of scale 2, and in no asset of scale 0."""

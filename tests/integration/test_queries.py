@@ -3,6 +3,7 @@ import csv
 import io
 import time
 from datetime import datetime, timezone
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select
@@ -117,3 +118,24 @@ def test_get_transaction_loads_postings_with_accounts_and_users(app, make_user):
     receipt = ledger.topup(make_user(name="dora"), "GOLD", 3, "t-1")
     tx = queries.get_transaction(receipt.id)
     assert {p.account.user.username for p in tx.postings} == {"dora", "system"}
+
+
+@pytest.mark.both_backends
+def test_newest_moving_finds_the_newest_transactions_of_an_amount_on_a_day(app, make_user,
+                                                                          monkeypatch):
+    moment = [datetime(2026, 11, 10, 8, 0, tzinfo=timezone.utc)]
+    monkeypatch.setattr(ledger, "utcnow", lambda: moment[0])
+    user = make_user(balance=1000)
+    posted = []
+    for minute in range(12):  # top-ups and spends of 7, one a minute
+        moment[0] = moment[0].replace(minute=minute)
+        flow = ledger.topup if minute % 2 else ledger.spend
+        posted.append(flow(user, "GOLD", 7, f"seven-{minute}").id)
+        ledger.topup(user, "GOLD", 8, f"eight-{minute}")
+    moment[0] = datetime(2026, 11, 11, 0, 0, tzinfo=timezone.utc)
+    ledger.topup(user, "GOLD", 7, "seven-next-day")
+    day = datetime(2026, 11, 10, tzinfo=timezone.utc)
+
+    found = queries.newest_moving(Decimal(7), day, day.replace(day=11), limit=5)
+    assert [tx.id for tx in found] == posted[::-1][:5]
+    assert queries.newest_moving(Decimal("7.5"), day, day.replace(day=11), limit=5) == []

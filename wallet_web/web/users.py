@@ -185,7 +185,10 @@ def _lookup(term: str, exact: Transaction | None):
     transactions by a reference's or ticket's start, words, or an amount on a day."""
     filters = _lookup_filters(term)
     found = []
-    if filters is not None:
+    if filters is not None and filters.amount is not None:
+        found = queries.newest_moving(filters.amount, filters.since, filters.until,
+                                      LOOKUP_TRANSACTIONS)
+    elif filters is not None:
         found = queries.list_transactions(filters, limit=LOOKUP_TRANSACTIONS).items
     others = [tx for tx in found if exact is None or tx.id != exact.id]
     return render("users/_results.html", q=term, transaction=exact, transactions=others,
