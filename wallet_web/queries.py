@@ -19,6 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import selectinload
+from sqlalchemy.sql.util import ClauseAdapter
 
 from . import errors, rollups
 from .accounts import HOUSE_KINDS, SYSTEM_USERNAME
@@ -34,6 +35,7 @@ T = TypeVar("T")
 MAX_PAGE = 200
 COUNT_CAP = 10_000  # a count of matching rows stops here: "more than 10,000"
 COUNT_BUDGET_MS = 40  # a count that takes longer is not shown
+WORD_WINDOW = 5_000  # newest transactions read for a word before its index (_holding)
 QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement_timeout
 CURSOR = re.compile(r"[A-Za-z0-9_-]{1,32}")  # url-safe base64 of "id:" and at most 19 digits
 
@@ -359,15 +361,36 @@ def list_transactions(
 def _text_page(filters: TransactionFilters, before: int | None, count: int):
     """The ids a page of a text search is among: the newest `count` below `before` whose
     reference starts with the text, as many whose ticket does (each planned on its own, with
-    statistics that tell a rare start from a common one), and every one holding its words
-    (PostgreSQL guesses how many hold a word's start, so they are read from the index)."""
+    statistics that tell a rare start from a common one), and those holding its words."""
     others = filtered_transactions(replace(filters, text=None)).with_only_columns(Transaction.id)
     if before is not None:
         others = others.where(Transaction.id < before)
     starts, words = _text_searches(filters.text)
     newest = [others.where(start).order_by(Transaction.id.desc()).limit(count).subquery()
               for start in starts]
-    return union_all(*(select(ids.c.id) for ids in newest), *(others.where(w) for w in words))
+    held = [_holding(others, w, before, count) for w in words]
+    return union_all(*(select(ids.c.id) for ids in newest), *held)
+
+
+def _holding(others: Select, words, before: int | None, count: int) -> Select:
+    """The newest `count` transactions holding the words. PostgreSQL guesses how many hold a
+    word's start, so it cannot choose between reading the newest rows until `count` match
+    (fast for a common word, the whole ledger for a rare one) and reading every match from
+    the words index (the reverse). The newest WORD_WINDOW rows are read first: a word common
+    enough to fill the page there is done; any other has few enough matches for the index."""
+    recent = select(Transaction.id).order_by(Transaction.id.desc()).offset(WORD_WINDOW - 1)
+    if before is not None:
+        recent = recent.where(Transaction.id < before)
+    oldest = db.session.scalar(recent.limit(1))
+    # OFFSET 0 keeps the words' test out of the scan: read the window by id, then test it
+    # (the index's guess for a common word would send PostgreSQL through all its matches).
+    rows = (others.add_columns(Transaction.description).where(Transaction.id >= (oldest or 0))
+            .offset(0).subquery())
+    window = select(rows.c.id).where(ClauseAdapter(rows).traverse(words))
+    found = list(db.session.scalars(window.order_by(rows.c.id.desc()).limit(count)))
+    if len(found) == count or oldest is None:
+        return select(Transaction.id).where(Transaction.id.in_(found))
+    return others.where(words)
 
 
 def count_transactions(filters: TransactionFilters, cap: int | None = None) -> int | None:

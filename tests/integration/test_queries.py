@@ -139,3 +139,26 @@ def test_newest_moving_finds_the_newest_transactions_of_an_amount_on_a_day(app, 
     found = queries.newest_moving(Decimal(7), day, day.replace(day=11), limit=5)
     assert [tx.id for tx in found] == posted[::-1][:5]
     assert queries.newest_moving(Decimal("7.5"), day, day.replace(day=11), limit=5) == []
+
+
+@pytest.mark.both_backends
+def test_a_word_search_pages_through_every_match_whether_common_or_rare(app, make_user,
+                                                                       monkeypatch):
+    monkeypatch.setattr(queries, "WORD_WINDOW", 3)  # the newest three read before the index
+    user = make_user()
+    sword = ledger.topup(user, "GOLD", 1, "w-sword", description="Lost sword").id
+    prizes = [ledger.topup(user, "GOLD", 1, f"w-prize-{n}", description=f"Event prize {n}").id
+              for n in range(7)]
+
+    def every_page(text: str) -> list[int]:
+        ids, cursor = [], None
+        while True:
+            page = queries.list_transactions(TransactionFilters(text=text), cursor, limit=2)
+            ids += [tx.id for tx in page.items]
+            if page.next_cursor is None:
+                return ids
+            cursor = page.next_cursor
+
+    assert every_page("prize") == prizes[::-1]  # common: found in the window, page by page
+    assert every_page("swo") == [sword]  # rare, older than the window: from the index
+    assert every_page("lost prize") == []
