@@ -394,8 +394,7 @@ def _post_direct(kind: str, legs: list[Leg], reference_id: str, payload: dict, r
     claim = _claim(kind, reference_id, payload, description, metadata, actor)
     started = time.perf_counter()
     try:
-        with ledger_pool.get().connection() as conn:
-            tx_id, balances = conn.execute(APPLY, _apply_params(claim, ordered, rules)).fetchone()
+        tx_id, balances = ledger_pool.get().fetchone(APPLY, _apply_params(claim, ordered, rules))
     except psycopg.Error as error:
         if error.sqlstate != REFUSED:
             raise

@@ -48,6 +48,14 @@ class LedgerPool:
             yield conn
             conn.last_used = time.monotonic()  # read by _check_if_idle
 
+    def fetchone(self, query: str, params: dict) -> tuple:
+        """One statement on a pooled connection through the connection's own cursor (a new
+        cursor copies the connection's adapters), answered in binary."""
+        with self.connection() as conn:
+            cursor = conn.ledger_cursor
+            cursor.execute(query, params, binary=True)
+            return cursor.fetchone()
+
     def close(self) -> None:
         """Closes the connections; the next movement opens a new pool."""
         with _opening:
@@ -56,6 +64,8 @@ class LedgerPool:
             pool.close()
 
     def _open(self) -> ConnectionPool:
+        """No reset callback: with one the pool hands every returned connection to its worker
+        thread, a thread switch per movement."""
         config = self.config
         return ConnectionPool(
             self.conninfo, min_size=1, max_size=config["LEDGER_POOL_SIZE"], open=True,
@@ -63,8 +73,11 @@ class LedgerPool:
             kwargs={"autocommit": True, "prepare_threshold": 0,
                     "options": session_options(config),
                     "connect_timeout": int(config["DB_CONNECT_TIMEOUT_SECONDS"])},
-            check=self._check_if_idle)  # no reset callback: the pool would hand every
-            # returned connection to its worker thread, a thread switch per movement
+            configure=self._configure, check=self._check_if_idle)
+
+    @staticmethod
+    def _configure(conn: psycopg.Connection) -> None:
+        conn.ledger_cursor = conn.cursor()
 
     def _check_if_idle(self, conn: psycopg.Connection) -> None:
         last_used = getattr(conn, "last_used", None)

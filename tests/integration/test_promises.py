@@ -27,6 +27,20 @@ def house(asset: str, kind: str) -> int:
 
 
 
+class _Recording:
+    """A psycopg cursor that tells `record` each statement it executes."""
+
+    def __init__(self, cursor, record):
+        self.cursor, self.record = cursor, record
+
+    def execute(self, statement, *args, **kwargs):
+        self.record(statement)
+        return self.cursor.execute(statement, *args, **kwargs)
+
+    def fetchone(self):
+        return self.cursor.fetchone()
+
+
 @contextmanager
 def statements_sent():
     """Collects (SQL, the DBAPI connection's autocommit flag) of every statement the engine or
@@ -42,17 +56,13 @@ def statements_sent():
     @contextmanager
     def recorded_connection():
         with lend() as conn:
-            execute = conn.execute
-
-            def execute_recorded(statement, *args, **kwargs):
-                sent.append((statement, conn.autocommit))
-                return execute(statement, *args, **kwargs)
-
-            conn.execute = execute_recorded
+            cursor = conn.ledger_cursor
+            conn.ledger_cursor = _Recording(cursor, lambda statement: sent.append(
+                (statement, conn.autocommit)))
             try:
                 yield conn
             finally:
-                del conn.execute
+                conn.ledger_cursor = cursor
 
     event.listen(db.engine, "before_cursor_execute", record)
     if pool is not None:  # PostgreSQL
