@@ -2,10 +2,12 @@
 import os
 
 from flask import Flask
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .config import SQLITE_SYNCHRONOUS, WALLET_ENVS, Config
-from . import ledger_pool
+from . import ledger_pool, replica
 from .extensions import configure_engine, csrf, db, login_manager, migrate
 
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations")
@@ -28,6 +30,7 @@ def create_app(config: type | dict | None = None) -> Flask:
     _default_database(app)
     _check_environment(app)
     _check_sqlite_synchronous(app)
+    _check_replica(app)
     _require_secret_key(app)
     _default_cookie_security(app)
     _trust_proxies(app)
@@ -56,6 +59,44 @@ def _check_sqlite_synchronous(app: Flask) -> None:
     if value not in SQLITE_SYNCHRONOUS:
         raise RuntimeError(f"SQLITE_SYNCHRONOUS must be {' or '.join(SQLITE_SYNCHRONOUS)}, "
                            f"not {value!r}")
+
+
+def _check_replica(app: Flask) -> None:
+    """The replica's two numbers converted here; its URL (never echoed: it may hold a password)
+    needs a PostgreSQL primary and the primary's driver."""
+    config = app.config
+    config["REPLICA_MAX_LAG_SECONDS"] = _setting(config, "REPLICA_MAX_LAG_SECONDS", float,
+                                                 lambda value: value > 0, "seconds above 0")
+    config["REPLICA_WAIT_MS"] = _setting(config, "REPLICA_WAIT_MS", int,
+                                         lambda value: value >= 0, "whole milliseconds, 0 or more")
+    config["DATABASE_REPLICA_URL"] = config.get("DATABASE_REPLICA_URL") or None
+    if config["DATABASE_REPLICA_URL"]:
+        primary = make_url(config["SQLALCHEMY_DATABASE_URI"])
+        _check_replica_url(config["DATABASE_REPLICA_URL"], primary)
+
+
+def _check_replica_url(url: str, primary: URL) -> None:
+    if primary.get_backend_name() != "postgresql":
+        raise RuntimeError("DATABASE_REPLICA_URL needs a PostgreSQL DATABASE_URL: a replica of "
+                           f"{primary.get_backend_name()} cannot be read")
+    try:
+        driver = make_url(url).drivername
+    except ArgumentError:
+        raise RuntimeError("DATABASE_REPLICA_URL is not a database URL; write it as "
+                           "DATABASE_URL is written (postgresql+psycopg://...)") from None
+    if driver != primary.drivername:
+        raise RuntimeError(f"DATABASE_REPLICA_URL must be a {primary.drivername}:// URL, as "
+                           f"DATABASE_URL is, not {driver}://")
+
+
+def _setting(config, name: str, kind: type, valid, meaning: str):
+    try:
+        value = kind(config[name])
+    except (TypeError, ValueError):
+        value = None
+    if value is None or not valid(value):
+        raise RuntimeError(f"{name} must be {meaning}, not {config[name]!r}")
+    return value
 
 
 def _require_secret_key(app: Flask) -> None:
@@ -92,6 +133,7 @@ def _init_extensions(app: Flask) -> None:
     with app.app_context():
         configure_engine(db.engine, app.config)
         ledger_pool.init_app(app, db.engine)
+        replica.init_app(app, db.engine)
 
 
 def _register_blueprints(app: Flask) -> None:

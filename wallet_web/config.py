@@ -50,6 +50,11 @@ class Config:
     DB_LOCK_TIMEOUT_MS = int(os.environ.get("DB_LOCK_TIMEOUT_MS", "3000"))
     DB_IDLE_IN_TRANSACTION_TIMEOUT_MS = int(
         os.environ.get("DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", "60000"))
+    # Read replica (wallet_web/replica.py, docs/scaling.md#read-replicas); unset: all on the
+    # primary. The numbers stay text here: create_app converts them and names a bad one.
+    DATABASE_REPLICA_URL = os.environ.get("DATABASE_REPLICA_URL") or None
+    REPLICA_MAX_LAG_SECONDS = os.environ.get("REPLICA_MAX_LAG_SECONDS", "5")
+    REPLICA_WAIT_MS = os.environ.get("REPLICA_WAIT_MS", "200")
     LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
     METRICS_TOKEN = os.environ.get("METRICS_TOKEN")  # when set, /metrics needs it as a bearer
     # Webhook deliveries (wallet_web/webhooks.py, docs/events.md); the lease outlasts a POST.
@@ -65,6 +70,7 @@ class TestConfig(Config):
     TESTING = True
     SECRET_KEY = "test-secret-key"
     WALLET_ENV = "test"
+    DATABASE_REPLICA_URL = None  # a test that wants one passes it
     SQLALCHEMY_DATABASE_URI = os.environ.get(
         "TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
     )

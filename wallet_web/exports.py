@@ -12,7 +12,7 @@ from typing import Iterable, Iterator
 from sqlalchemy import Select, and_, false, func, null, select
 from sqlalchemy.orm import aliased
 
-from . import audit_events, chain, events, verify_export
+from . import audit_events, chain, events, replica, verify_export
 from .extensions import db
 from .inputs import FORMULA_STARTS
 from .models import (
@@ -187,7 +187,9 @@ def _cells(row) -> tuple:
 
 def audit_csv(filters: TransactionFilters, through_seq: int | None = None) -> Iterator[str]:
     """CSV text in chunks of ROWS_PER_CHUNK rows, header first; the span is read now."""
-    return _csv_chunks(HEADER, ledger_rows(ledger_span(filters, through_seq)))
+    with replica.reading():
+        span = ledger_span(filters, through_seq)
+    return replica.streaming(_csv_chunks(HEADER, ledger_rows(span)))
 
 
 # ---------------------------------------------------------------- its manifest
@@ -216,6 +218,7 @@ class Tally:
             yield row
 
 
+@replica.reads
 def ledger_manifest(filters: TransactionFilters, through_seq: int | None = None) -> dict:
     """The manifest of the export with these filters, pinned to the sealed entries it holds:
     the CSV's bytes are made by the same generator and hashed here. The caller adds csv_url,
@@ -335,7 +338,7 @@ def audit_event_rows(filters: AuditFilters) -> Iterator[tuple]:
 
 def audit_events_csv(filters: AuditFilters) -> Iterator[str]:
     """The filtered audit trail, newest first as on the page."""
-    return _csv_chunks(AUDIT_HEADER, audit_event_rows(filters))
+    return replica.streaming(_csv_chunks(AUDIT_HEADER, audit_event_rows(filters)))
 
 
 # ---------------------------------------------------------------- a wallet's statement
@@ -358,7 +361,7 @@ def _edge(value: datetime | None) -> str:
 
 
 def statement_csv(period: Statement) -> Iterator[str]:
-    return _csv_chunks(STATEMENT_HEADER, statement_rows(period))
+    return replica.streaming(_csv_chunks(STATEMENT_HEADER, statement_rows(period)))
 
 
 def _csv_chunks(header: tuple[str, ...], rows: Iterable[tuple]) -> Iterator[str]:

@@ -7,6 +7,7 @@ from flask import Blueprint, Flask, current_app, jsonify
 from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError
 
+from . import replica
 from .extensions import csrf, db
 
 bp = Blueprint("health", __name__)
@@ -31,7 +32,7 @@ def readyz():
     if applied != heads:
         return _not_ready("migrations_pending", f"database at {sorted(applied)}, "
                                                 f"code at {sorted(heads)}")
-    return jsonify(status="ready", revision=sorted(heads))
+    return jsonify(status="ready", revision=sorted(heads), **replica.status())
 
 
 def _not_ready(code: str, reason: str):

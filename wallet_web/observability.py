@@ -29,7 +29,7 @@ from prometheus_client import (
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from . import batch, errors, ledger
+from . import batch, errors, ledger, replica
 from .extensions import csrf, db
 from .jsonlog import JsonFormatter, LineHandler
 
@@ -65,6 +65,11 @@ LOCK_WAIT = Histogram("wallet_ledger_lock_wait_seconds",
 POOL_CHECKED_OUT = Gauge("wallet_db_pool_checked_out_connections",
                          "Database connections in use (summed over live workers)",
                          multiprocess_mode="livesum")
+DB_READS = Counter("wallet_db_reads", "Marked reads (replica.py) by the database that served "
+                   "them and why", ("target", "reason"))
+REPLICA_LAG = Gauge("wallet_db_replica_lag_seconds", "How far the replica's replay was behind "
+                    "at its last check (0: caught up); the largest over live workers",
+                    multiprocess_mode="livemax")
 
 metrics_bp = Blueprint("metrics", __name__)
 TOKEN_NEEDED = ("/metrics is closed in production until you set METRICS_TOKEN; then scrape it "
@@ -201,6 +206,14 @@ def watch_pool(engine: Engine) -> None:
         POOL_CHECKED_OUT.dec()
 
 
+def on_read_routed(target: str, reason: str) -> None:
+    _child(DB_READS, target, reason).inc()
+
+
+def on_replica_lag(_sender, seconds: float) -> None:
+    REPLICA_LAG.set(seconds)
+
+
 # ---------------------------------------------------------------- logs
 
 
@@ -233,3 +246,5 @@ def init_app(app: Flask) -> None:
     ledger.transaction_refused.connect(on_refused)
     ledger.wallets_locked.connect(on_locked)
     batch.batch_written.connect(on_batch)
+    replica.read_routed.connect(on_read_routed)
+    replica.lag_measured.connect(on_replica_lag)

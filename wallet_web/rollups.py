@@ -16,7 +16,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from sqlalchemy import Connection, func, select, tuple_, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from . import events
+from . import events, replica
 from .extensions import WRITE_LOCK, db
 from .models import Account, Posting, Transaction, VolumeDay, VolumePosition, utcnow
 
@@ -148,7 +148,7 @@ def volumes(first_day: date, last_day: date | None = None,
 @contextmanager
 def _snapshot():
     """A read-only transaction whose statements see one snapshot (SQLite's always do)."""
-    with db.engine.connect() as conn:
+    with replica.engine_for_reads().connect() as conn:
         if conn.dialect.name == "postgresql":
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
         with conn.begin():

@@ -1,5 +1,5 @@
 """Holds over /api/v1: place, capture, void, read and list (two-phase movements, holds.py)."""
-from .. import holds, queries
+from .. import holds, queries, replica
 from ..api_keys import current_actor
 from ..models import utcnow
 from .openapi import api_route
@@ -46,6 +46,7 @@ def hold(hold_id: int):
 
 @api_route(bp, "/holds", summary="Holds, newest first, by user, status and asset",
            query=HoldQuery, response=HoldPage, errors=(400,))
+@replica.reads
 def list_holds(query: HoldQuery):
     page = queries.list_holds(query.user_id, query.status, query.asset, query.cursor, query.limit)
     return json_response(HoldPage(items=[HoldOut.model_validate(row) for row in page.items],

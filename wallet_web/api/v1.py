@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 from flask import Blueprint, Response, jsonify, stream_with_context, url_for
 
-from .. import accounts, errors, exports, ledger, queries
+from .. import accounts, errors, exports, ledger, queries, replica
 from ..assets import list_assets
 from ..api_keys import current_actor
 from .errors import attach
@@ -34,6 +34,7 @@ def openapi_json():
 
 @api_route(bp, "/users", summary="Users, newest first, by status and id/name/email/external_id",
            query=UserQuery, response=UserPage, errors=(400,))
+@replica.reads
 def list_users(query: UserQuery):
     page = queries.list_users(query.q, query.status, query.cursor, query.limit)
     return json_response(UserPage(items=[UserOut.model_validate(user) for user in page.items],
@@ -112,6 +113,7 @@ def account(account_id: int):
 
 @api_route(bp, "/accounts/<id:account_id>/postings", summary="Postings, newest first",
            query=PageQuery, response=PostingPage, errors=(400,))
+@replica.reads
 def account_postings(account_id: int, query: PageQuery):
     page = queries.account_postings(account_id, query.cursor, query.limit)
     items = [PostingOut.model_validate(row) for row in page.items]
@@ -130,6 +132,7 @@ def balance_at(account_id: int, query: BalanceAtQuery):
 
 @api_route(bp, "/transactions", summary="Transactions, newest first, filtered",
            query=TransactionQuery, response=TransactionPage, errors=(400,))
+@replica.reads
 def transactions(query: TransactionQuery):
     page = queries.list_transactions(_filters(query), query.cursor, query.limit)
     return json_response(TransactionPage(items=[transaction_out(tx) for tx in page.items],
@@ -197,6 +200,7 @@ def transactions_manifest(query: ExportFilter):
 @api_route(bp, "/audit-events", summary="What operators, keys and commands did or tried, "
            "newest first, filtered", query=AuditEventQuery, response=AuditEventPage,
            errors=(400,))
+@replica.reads
 def audit_events(query: AuditEventQuery):
     filters = queries.AuditFilters(**query.model_dump(include=AUDIT_FILTER_FIELDS))
     page = queries.list_audit_events(filters, query.cursor, query.limit)

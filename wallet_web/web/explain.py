@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, redirect, request, stream_with_context, url_for
 
-from .. import controls, exports, queries
+from .. import controls, exports, queries, replica
 from ..models import utcnow
 from .admin_forms import StatementForm
 from .permissions import login_required_everywhere
@@ -19,6 +19,7 @@ FILTER_NAMES = ("asset", "since", "until")
 
 
 @bp.route("/<id:user_id>/explain")
+@replica.reads
 @read_by_a_form(*FILTER_NAMES)
 def balance(user_id: int):
     user = queries.get_user(user_id)
@@ -31,6 +32,7 @@ def balance(user_id: int):
 
 
 @bp.route("/<id:user_id>/explain.csv")
+@replica.reads
 @read_by_a_form(*FILTER_NAMES)
 def balance_csv(user_id: int):
     queries.get_user(user_id)

@@ -9,7 +9,7 @@ from datetime import datetime, time, timedelta, timezone
 from flask import Blueprint, Response, flash, redirect, request, stream_with_context, url_for
 from flask_login import current_user
 
-from .. import approvals, audit_events, controls, errors, exports, kinds, queries
+from .. import approvals, audit_events, controls, errors, exports, kinds, queries, replica
 from ..api.schemas import ExportManifest
 from ..extensions import db
 from ..inputs import parse_integer
@@ -28,6 +28,7 @@ FILTER_NAMES = ("q", "amount", "kind", "asset", "user_id", "reference_id", "sinc
 
 
 @bp.route("")
+@replica.reads
 @read_by_a_form(*FILTER_NAMES, "start")
 def index():
     form, filters = _filters()
@@ -143,6 +144,7 @@ def _shared_args() -> dict:
 
 
 @bp.route("/<id:tx_id>")
+@replica.reads
 def transaction(tx_id: int):
     form = ReversalForm(controls.list_reason_codes(), formdata=None)
     return render("ledger/transaction.html", **_transaction_context(tx_id, form))

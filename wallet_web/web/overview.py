@@ -6,7 +6,7 @@ from datetime import date, datetime, timedelta, timezone
 
 from flask import Blueprint
 
-from .. import kinds, queries
+from .. import kinds, queries, replica
 from .charts import daily_bars
 from .ledger_browser import owner_names
 from .permissions import login_required_everywhere
@@ -17,6 +17,7 @@ CHART_DAYS = 30
 
 
 @bp.route("/")
+@replica.reads
 def index():
     now = datetime.now(timezone.utc)
     assets = queries.list_asset_codes()
