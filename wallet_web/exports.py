@@ -296,7 +296,7 @@ def _filter_parts(filters: TransactionFilters) -> list[str]:
     labelled = (("user-", filters.user_id), ("account-", filters.account_id),
                 ("", filters.asset), ("", filters.kind), ("ref-", filters.reference_id),
                 ("reason-", filters.reason_code), ("ticket-", filters.ticket),
-                ("meta-", filters.metadata))
+                ("meta-", filters.metadata), ("q-", filters.text), ("amount-", filters.amount))
     return [label + _name_safe(str(value)) for label, value in labelled
             if value is not None and value != ""]
 

@@ -2,6 +2,7 @@
 their filters (the dashboard's and the API's by one function, safe whatever the filters hold)."""
 import re
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
 import pytest
 
@@ -116,7 +117,7 @@ def test_the_name_function_keeps_any_value_to_safe_characters_and_a_bounded_leng
     everything = TransactionFilters(
         user_id=2**63 - 1, account_id=2**63 - 1, asset="DIAMOND", kind="reversal",
         reference_id=reference, since=moment, until=moment, metadata=f"k:{reference}",
-        reason_code=reference, ticket=reference)
+        reason_code=reference, ticket=reference, text=reference, amount=Decimal("12.50"))
     for filters in (TransactionFilters(reference_id=reference), everything):
         for extension in ("csv", "manifest.json"):
             name = exports.ledger_filename(filters, extension)
@@ -124,6 +125,12 @@ def test_the_name_function_keeps_any_value_to_safe_characters_and_a_bounded_leng
             assert len(name) <= exports.NAME_STEM_MAX + len(f".{extension}")
     assert exports.ledger_filename(everything).endswith(
         "_2026-11-01T083005Z_to_2026-11-01T083005Z.csv")  # the period is kept, in UTC
+
+
+def test_a_search_and_an_amount_name_the_export_too(login):
+    response = login("viewer").get("/ledger/transactions.csv",
+                                   query_string={"q": "lost sword", "amount": "12"})
+    assert attachment_name(response) == "transactions_q-lost-sword_amount-12.csv"
 
 
 def test_a_value_with_nothing_safe_in_it_is_named_by_its_hash():
