@@ -24,7 +24,8 @@ import psycopg
 from flask import Flask, current_app
 from psycopg_pool import ConnectionPool
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Compiled, Dialect, Engine
+from sqlalchemy.sql import Executable
 
 from .resilience import session_options
 
@@ -33,8 +34,9 @@ _opening = threading.Lock()
 
 
 class LedgerPool:
-    def __init__(self, conninfo: str, config):
-        self.conninfo, self.config = conninfo, config
+    def __init__(self, conninfo: str, config, dialect: Dialect):
+        self.conninfo, self.config, self.dialect = conninfo, config, dialect
+        self.compiled: dict[Executable, Compiled] = {}
         self.idle_seconds = config["DB_PING_IDLE_SECONDS"]
         self.pool: ConnectionPool | None = None
 
@@ -55,6 +57,16 @@ class LedgerPool:
             cursor = conn.ledger_cursor
             cursor.execute(query, params, binary=True)
             return cursor.fetchone()
+
+    def fetchall(self, statement: Executable, params: dict) -> list[tuple]:
+        """A SQLAlchemy statement's rows, compiled once for this pool's connections."""
+        compiled = self.compiled.get(statement)
+        if compiled is None:
+            compiled = self.compiled[statement] = statement.compile(dialect=self.dialect)
+        with self.connection() as conn:
+            cursor = conn.ledger_cursor
+            cursor.execute(compiled.string, compiled.construct_params(params), binary=True)
+            return cursor.fetchall()
 
     def close(self) -> None:
         """Closes the connections; the next movement opens a new pool."""
@@ -91,7 +103,7 @@ def init_app(app: Flask, engine: Engine) -> None:
     if engine.dialect.name != "postgresql":
         return
     conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    app.extensions[EXTENSION] = holder = LedgerPool(conninfo, app.config)
+    app.extensions[EXTENSION] = holder = LedgerPool(conninfo, app.config, engine.dialect)
     event.listen(engine, "engine_disposed", lambda _engine: holder.close())
 
 

@@ -21,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import selectinload
 from sqlalchemy.sql.util import ClauseAdapter
 
-from . import errors, rollups
+from . import errors, ledger_pool, rollups
 from .accounts import HOUSE_KINDS, SYSTEM_USERNAME
 from .extensions import db
 from .inputs import parse_integer
@@ -249,9 +249,13 @@ HOUSE_BALANCES = BALANCES.where(Account.kind.in_(HOUSE_KINDS))
 
 
 def user_balances(user_id: int) -> list[AccountBalance]:
+    """On PostgreSQL through the ledger's own connections: the balance endpoint is a tenth of
+    a game's calls, and a session's statement cost more than the query."""
     balances = []
     if is_id(user_id):
-        rows = db.session.execute(USER_BALANCES, {"user_id": user_id, "now": utcnow()})
+        params, pool = {"user_id": user_id, "now": utcnow()}, ledger_pool.get()
+        rows = (pool.fetchall(USER_BALANCES, params) if pool
+                else db.session.execute(USER_BALANCES, params))
         balances = [AccountBalance.of(row) for row in rows]
     if not balances:
         get_user(user_id)  # UnknownUser, unless the user exists without accounts
