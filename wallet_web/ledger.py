@@ -443,6 +443,9 @@ def _account_rules(conn: Connection, account_ids: set[int]) -> dict[int, tuple]:
 def _check_balanced(legs: list[Leg], rules: dict[int, tuple]) -> None:
     if len(legs) < 2:
         raise errors.UnbalancedTransaction("a transaction needs at least two legs")
+    if len(legs) == 2 and legs[0].amount == -legs[1].amount and (  # a movement: at a glance
+            rules[legs[0].account_id].asset_code == rules[legs[1].account_id].asset_code):
+        return
     totals: dict[str, int] = defaultdict(int)
     for leg in legs:
         totals[rules[leg.account_id].asset_code] += leg.amount
@@ -634,9 +637,10 @@ def _receipt_of(conn, tx) -> Receipt:
 def _known_wallet_and_house(user_id: int, asset: str, house_kind: str):
     """_wallet_and_house from the cache alone, when the ledger pool can post the movement
     (PostgreSQL) and both accounts are cached; else None."""
-    if ledger_pool.get() is None:
+    extensions = current_app.extensions
+    if ledger_pool.EXTENSION not in extensions:
         return None
-    cache = current_app.extensions.get("ledger_accounts", {})
+    cache = extensions.get("ledger_accounts", {})
     wallet = cache.get(("wallet", user_id, asset))
     house = cache.get((house_kind, asset))
     if wallet is None or house is None:
