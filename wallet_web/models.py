@@ -228,6 +228,21 @@ def _finding_indexes() -> tuple[Index, ...]:
               text("to_tsvector('simple'::regconfig, description)"), postgresql_using="gin"))
 
 
+def _unique_transaction_keys() -> tuple:
+    """A transaction's reference and the transaction it reverses are unique. SQLite: unique
+    constraints, and an index for a reference's prefix (GLOB, 0011). PostgreSQL, where every
+    movement writes each index (0014): the reference's one index serves its prefix too
+    (text_pattern_ops), and the reversal's holds reversals only."""
+    sqlite = (UniqueConstraint("reference_id", name="uq_transactions_reference_id"),
+              UniqueConstraint("reverses_id", name="uq_transactions_reverses_id"),
+              Index("ix_transactions_reference_id_prefix", "reference_id"))
+    return (*(key.ddl_if(dialect="sqlite") for key in sqlite), *_postgres_only(
+        Index("ix_transactions_reference_id_unique", "reference_id", unique=True,
+              postgresql_ops={"reference_id": "text_pattern_ops"}),
+        Index("ix_transactions_reverses_id_unique", "reverses_id", unique=True,
+              postgresql_where=text("reverses_id IS NOT NULL"))))
+
+
 def _sqlite_only_keys(*keys: tuple[str, str]) -> tuple[ForeignKeyConstraint, ...]:
     """Foreign keys that PostgreSQL does not check: each movement's check would lock the one
     row all movements share (the house account, the caller's API key: migration 0012) or
@@ -242,22 +257,21 @@ class Transaction(db.Model):
     __table_args__ = (
         CheckConstraint(_in("kind", TRANSACTION_KINDS), name="kind_known"),
         *_sqlite_only_keys(("api_key_id", "api_keys.id")),
+        *_unique_transaction_keys(),
         Index("ix_transactions_created_at", "created_at"),
         Index("ix_transactions_kind_created_at", "kind", "created_at"),
-        Index("ix_transactions_reference_id_prefix", "reference_id",  # a prefix (0011)
-              postgresql_ops={"reference_id": "text_pattern_ops"}),
         *_finding_indexes(),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))
-    reference_id: Mapped[str] = mapped_column(String(128), unique=True)
+    reference_id: Mapped[str] = mapped_column(String(128))  # unique: _unique_transaction_keys
     fingerprint: Mapped[str] = mapped_column(String(64))
     description: Mapped[str] = mapped_column(Text, default="")
     meta: Mapped[dict | None] = mapped_column("metadata", JsonDoc)
     actor: Mapped[str] = mapped_column(String(128))
     operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
     api_key_id: Mapped[int | None] = mapped_column(BigId)  # _sqlite_only_keys
-    reverses_id: Mapped[int | None] = mapped_column(ForeignKey("transactions.id"), unique=True)
+    reverses_id: Mapped[int | None] = mapped_column(ForeignKey("transactions.id"))  # unique too
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     postings: Mapped[list["Posting"]] = relationship(back_populates="transaction", order_by="Posting.id")

@@ -218,7 +218,7 @@ def test_the_searches_find_the_same_on_both_backends(app, make_user, euro):
 
 
 SEARCHES = {
-    "ix_transactions_reference_id_prefix": queries.TransactionFilters(text="web-3f"),
+    "ix_transactions_reference_id_unique": queries.TransactionFilters(text="web-3f"),
     "ix_transactions_ticket_prefix": queries.TransactionFilters(text="SUP-12"),
     "ix_transactions_description_words": queries.TransactionFilters(text="goodwill"),
     "ix_postings_amount_created_at": queries.TransactionFilters(
