@@ -36,6 +36,7 @@ MAX_PAGE = 200
 COUNT_CAP = 10_000  # a count of matching rows stops here: "more than 10,000"
 COUNT_BUDGET_MS = 40  # a count that takes longer is not shown
 WORD_WINDOW = 5_000  # newest transactions read for a word before its index (_holding)
+WORD_INDEX_BUDGET_MS = 60  # a word whose index takes longer is common: read newest first
 QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement_timeout
 CURSOR = re.compile(r"[A-Za-z0-9_-]{1,32}")  # url-safe base64 of "id:" and at most 19 digits
 
@@ -369,32 +370,57 @@ def _text_page(filters: TransactionFilters, before: int | None, count: int):
     others = filtered_transactions(replace(filters, text=None)).with_only_columns(Transaction.id)
     if before is not None:
         others = others.where(Transaction.id < before)
-    starts, words = _text_searches(filters.text)
+    starts, words = _text_searches(filters.text), _words(filters.text)
     newest = [others.where(start).order_by(Transaction.id.desc()).limit(count).subquery()
               for start in starts]
-    held = [_holding(others, w, before, count) for w in words]
+    held = [_holding(others, words, before, count)] if words else []
     return union_all(*(select(ids.c.id) for ids in newest), *held)
 
 
-def _holding(others: Select, words, before: int | None, count: int) -> Select:
-    """The newest `count` transactions holding the words. PostgreSQL guesses how many hold a
-    word's start, so it cannot choose between reading the newest rows until `count` match
-    (fast for a common word, the whole ledger for a rare one) and reading every match from
-    the words index (the reverse). The newest WORD_WINDOW rows are read first: a word common
-    enough to fill the page there is done; any other has few enough matches for the index."""
+def _holding(others: Select, words: list[str], before: int | None, count: int) -> Select:
+    """The newest `count` transactions holding the words. PostgreSQL cannot tell how many hold
+    a word's start (it guessed 446 for 500,000), so it cannot choose between reading the newest
+    rows until `count` match (fast for a common word, the whole ledger for a rare one) and
+    reading every match from the words index (the reverse). In turn: the newest WORD_WINDOW
+    rows (a common recent word ends here); the index within WORD_INDEX_BUDGET_MS (any word
+    rare enough); else the rows below the window, newest first (a common older word)."""
+    described = _described(words)
+    if not _postgres():
+        return others.where(described)
     recent = select(Transaction.id).order_by(Transaction.id.desc()).offset(WORD_WINDOW - 1)
     if before is not None:
         recent = recent.where(Transaction.id < before)
     oldest = db.session.scalar(recent.limit(1))
-    # OFFSET 0 keeps the words' test out of the scan: read the window by id, then test it
-    # (the index's guess for a common word would send PostgreSQL through all its matches).
-    rows = (others.add_columns(Transaction.description).where(Transaction.id >= (oldest or 0))
-            .offset(0).subquery())
-    window = select(rows.c.id).where(ClauseAdapter(rows).traverse(words))
-    found = list(db.session.scalars(window.order_by(rows.c.id.desc()).limit(count)))
-    if len(found) == count or oldest is None:
-        return select(Transaction.id).where(Transaction.id.in_(found))
-    return others.where(words)
+    found = _newest_holding(others.where(Transaction.id >= (oldest or 0)), described, count)
+    if len(found) < count and oldest is not None:
+        older = others.where(Transaction.id < oldest)
+        indexed = _from_the_words_index(older, described, count)
+        found += _newest_holding(older, described, count) if indexed is None else indexed
+    return select(Transaction.id).where(Transaction.id.in_(found[:count]))
+
+
+def _newest_holding(others: Select, described, count: int) -> list[int]:
+    """Rows read newest first, the words tested on each (OFFSET 0 keeps the test out of the
+    scan, where the index's guess would pick the index)."""
+    rows = others.add_columns(Transaction.description).offset(0).subquery()
+    window = select(rows.c.id).where(ClauseAdapter(rows).traverse(described))
+    return list(db.session.scalars(window.order_by(rows.c.id.desc()).limit(count)))
+
+
+def _from_the_words_index(others: Select, described, count: int) -> list[int] | None:
+    """The newest `count` from the words index, or None when that takes longer than
+    WORD_INDEX_BUDGET_MS (a common word: every match would be read)."""
+    query = others.where(described).order_by(Transaction.id.desc()).limit(count)
+    try:
+        with db.session.begin_nested():  # a cancelled statement rolls back to here
+            db.session.execute(text(f"SET LOCAL statement_timeout = {WORD_INDEX_BUDGET_MS}"))
+            found = list(db.session.scalars(query))
+            db.session.execute(text("SET LOCAL statement_timeout TO DEFAULT"))
+    except OperationalError as error:
+        if getattr(error.orig, "sqlstate", None) != QUERY_CANCELED:
+            raise
+        return None
+    return found
 
 
 def count_transactions(filters: TransactionFilters, cap: int | None = None) -> int | None:
@@ -445,17 +471,22 @@ def _searched(filters: TransactionFilters) -> bool:
 def _text_matches(term: str):
     """A union of one indexed search each: under one OR the planner cannot tell a rare term
     from a common one, and walks the whole ledger newest first looking for a rare one."""
-    starts, words = _text_searches(term)
+    words = _words(term)
+    searches = _text_searches(term) + ([_described(words)] if words else [])
     return Transaction.id.in_(union_all(*(select(Transaction.id).where(search)
-                                          for search in starts + words)))
+                                          for search in searches)))
 
 
-def _text_searches(term: str) -> tuple[list, list]:
-    """The reference or the ticket starts with `term`; the description holds its words (each
-    as the start of a word: the agent may still be typing)."""
+def _text_searches(term: str) -> list:
+    """The reference or the ticket starts with `term`."""
     term = term.strip()
-    words = WORD.findall(term)[:MAX_WORDS]
-    return [_reference_starts(term), _ticket_starts(term)], [_described(words)] if words else []
+    return [_reference_starts(term), _ticket_starts(term)]
+
+
+def _words(term: str) -> list[str]:
+    """The words the description must hold, each as the start of a word (the agent may still
+    be typing)."""
+    return WORD.findall(term)[:MAX_WORDS]
 
 
 def _reference_starts(prefix: str):
@@ -483,12 +514,16 @@ def _ticket_text():
 
 
 def _described(words: list[str]):
+    """Each word starts a word of the description. On PostgreSQL the words index finds them;
+    a row it does not pick (_holding) is first tested with ILIKE, which every match passes
+    too and which costs a fraction of parsing the description into words."""
+    contains = [Transaction.description.ilike("%" + _escape_like(word) + "%", escape="\\")
+                for word in words]
     if _postgres():
         query = " & ".join(f"'{word}':*" for word in words)
-        return (func.to_tsvector(SIMPLE, Transaction.description)
-                .op("@@")(func.to_tsquery(SIMPLE, query)))
-    return and_(*(func.lower(Transaction.description).like(
-        "%" + _escape_like(word.lower()) + "%", escape="\\") for word in words))
+        return and_(*contains, func.to_tsvector(SIMPLE, Transaction.description)
+                    .op("@@")(func.to_tsquery(SIMPLE, query)))
+    return and_(*contains)
 
 
 def _moving(amount: Decimal, asset: str | None, since: datetime | None,

@@ -162,3 +162,7 @@ def test_a_word_search_pages_through_every_match_whether_common_or_rare(app, mak
     assert every_page("prize") == prizes[::-1]  # common: found in the window, page by page
     assert every_page("swo") == [sword]  # rare, older than the window: from the index
     assert every_page("lost prize") == []
+    # The index over its time budget (a common word): the older rows, newest first.
+    monkeypatch.setattr(queries, "_from_the_words_index", lambda *_args: None)
+    assert every_page("prize") == prizes[::-1]
+    assert every_page("swo") == [sword]
