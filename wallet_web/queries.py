@@ -35,7 +35,7 @@ T = TypeVar("T")
 MAX_PAGE = 200
 COUNT_CAP = 10_000  # a count of matching rows stops here: "more than 10,000"
 COUNT_BUDGET_MS = 40  # a count that takes longer is not shown
-WORD_WINDOW = 5_000  # newest transactions read for a word before its index (_holding)
+WORD_WINDOW = 2_000  # newest transactions read for a word before its index (_holding)
 WORD_INDEX_BUDGET_MS = 60  # a word whose index takes longer is common: read newest first
 QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement_timeout
 CURSOR = re.compile(r"[A-Za-z0-9_-]{1,32}")  # url-safe base64 of "id:" and at most 19 digits
@@ -373,36 +373,34 @@ def _text_page(filters: TransactionFilters, before: int | None, count: int):
     starts, words = _text_searches(filters.text), _words(filters.text)
     newest = [others.where(start).order_by(Transaction.id.desc()).limit(count).subquery()
               for start in starts]
-    held = [_holding(others, words, before, count)] if words else []
+    held = [_holding(others, words, count)] if words else []
     return union_all(*(select(ids.c.id) for ids in newest), *held)
 
 
-def _holding(others: Select, words: list[str], before: int | None, count: int) -> Select:
+def _holding(others: Select, words: list[str], count: int) -> Select:
     """The newest `count` transactions holding the words. PostgreSQL cannot tell how many hold
     a word's start (it guessed 446 for 500,000), so it cannot choose between reading the newest
     rows until `count` match (fast for a common word, the whole ledger for a rare one) and
     reading every match from the words index (the reverse). In turn: the newest WORD_WINDOW
-    rows (a common recent word ends here); the index within WORD_INDEX_BUDGET_MS (any word
-    rare enough); else the rows below the window, newest first (a common older word)."""
+    rows (a word common among them ends here); the index within WORD_INDEX_BUDGET_MS (any word
+    rare enough); else every row, newest first (a word common only among older rows)."""
     described = _described(words)
     if not _postgres():
         return others.where(described)
-    recent = select(Transaction.id).order_by(Transaction.id.desc()).offset(WORD_WINDOW - 1)
-    if before is not None:
-        recent = recent.where(Transaction.id < before)
-    oldest = db.session.scalar(recent.limit(1))
-    found = _newest_holding(others.where(Transaction.id >= (oldest or 0)), described, count)
-    if len(found) < count and oldest is not None:
-        older = others.where(Transaction.id < oldest)
-        indexed = _from_the_words_index(older, described, count)
-        found += _newest_holding(older, described, count) if indexed is None else indexed
-    return select(Transaction.id).where(Transaction.id.in_(found[:count]))
+    found = _newest_holding(others, described, count, within=WORD_WINDOW)
+    if len(found) < count:
+        indexed = _from_the_words_index(others, described, count)
+        found = _newest_holding(others, described, count) if indexed is None else indexed
+    return select(Transaction.id).where(Transaction.id.in_(found))
 
 
-def _newest_holding(others: Select, described, count: int) -> list[int]:
-    """Rows read newest first, the words tested on each (OFFSET 0 keeps the test out of the
-    scan, where the index's guess would pick the index)."""
-    rows = others.add_columns(Transaction.description).offset(0).subquery()
+def _newest_holding(others: Select, described, count: int,
+                    within: int | None = None) -> list[int]:
+    """Rows read newest first (the newest `within` of them), the words tested on each: the
+    LIMIT or OFFSET 0 keeps the test out of the scan, where the index's guess would pick the
+    index."""
+    rows = others.add_columns(Transaction.description).order_by(Transaction.id.desc())
+    rows = (rows.limit(within) if within else rows.offset(0)).subquery()
     window = select(rows.c.id).where(ClauseAdapter(rows).traverse(described))
     return list(db.session.scalars(window.order_by(rows.c.id.desc()).limit(count)))
 
