@@ -409,16 +409,7 @@ def _from_the_words_index(others: Select, described, count: int) -> list[int] | 
     """The newest `count` from the words index, or None when that takes longer than
     WORD_INDEX_BUDGET_MS (a common word: every match would be read)."""
     query = others.where(described).order_by(Transaction.id.desc()).limit(count)
-    try:
-        with db.session.begin_nested():  # a cancelled statement rolls back to here
-            db.session.execute(text(f"SET LOCAL statement_timeout = {WORD_INDEX_BUDGET_MS}"))
-            found = list(db.session.scalars(query))
-            db.session.execute(text("SET LOCAL statement_timeout TO DEFAULT"))
-    except OperationalError as error:
-        if getattr(error.orig, "sqlstate", None) != QUERY_CANCELED:
-            raise
-        return None
-    return found
+    return _within(WORD_INDEX_BUDGET_MS, lambda: list(db.session.scalars(query)))
 
 
 def count_transactions(filters: TransactionFilters, cap: int | None = None) -> int | None:
@@ -429,10 +420,16 @@ def count_transactions(filters: TransactionFilters, cap: int | None = None) -> i
     counting = select(func.count()).select_from(capped)
     if not _postgres():
         return db.session.execute(counting).scalar_one()
+    return _within(COUNT_BUDGET_MS, lambda: db.session.execute(counting).scalar_one())
+
+
+def _within(budget_ms: int, read):
+    """read() under a statement timeout of `budget_ms` (PostgreSQL), or None when it is
+    cancelled; a savepoint keeps the session's transaction, timeout setting included."""
     try:
-        with db.session.begin_nested():  # a cancelled count rolls back to here, timeout too
-            db.session.execute(text(f"SET LOCAL statement_timeout = {COUNT_BUDGET_MS}"))
-            found = db.session.execute(counting).scalar_one()
+        with db.session.begin_nested():
+            db.session.execute(text(f"SET LOCAL statement_timeout = {budget_ms}"))
+            found = read()
             db.session.execute(text("SET LOCAL statement_timeout TO DEFAULT"))
     except OperationalError as error:
         if getattr(error.orig, "sqlstate", None) != QUERY_CANCELED:

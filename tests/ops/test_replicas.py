@@ -6,6 +6,7 @@ and lists answering from the primary, and reads come back when it does."""
 import subprocess
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,10 +181,7 @@ def test_with_replay_paused_a_top_up_is_read_back_from_the_primary_until_replay_
         pair, served, log_lines):
     app, key, dashboard = served(REPLICA_WAIT_MS=300, REPLICA_MAX_LAG_SECONDS=3600)
     client = app.test_client()
-    pair.on_replica("SELECT pg_wal_replay_pause()")
-    try:
-        poll_until(lambda: pair.on_replica("SELECT pg_get_wal_replay_pause_state()")[0]
-                   == "paused", "replay never paused")
+    with replay_paused(pair):
         before = scrape(client)
         reference = top_up(client, key)
         assert listed(client, key, reference), "the caller reads its own top-up"
@@ -192,8 +190,6 @@ def test_with_replay_paused_a_top_up_is_read_back_from_the_primary_until_replay_
         assert grew(before, scrape(client), "wallet_db_reads_total", target="primary",
                     reason="behind") == 2
         assert client.get("/readyz").get_json()["status"] == "ready"
-    finally:
-        pair.on_replica("SELECT pg_wal_replay_resume()")
     back_on_the_replica(client, key, reference)
     assert messages(log_lines, FALLBACK) == [], "behind within REPLICA_MAX_LAG_SECONDS is quiet"
 
@@ -233,8 +229,7 @@ def test_a_replica_lagging_beyond_the_limit_is_left_at_once_and_taken_back_when_
         pair, served, log_lines):
     app, key, _ = served(REPLICA_WAIT_MS=5000, REPLICA_MAX_LAG_SECONDS=1)
     client = app.test_client()
-    pair.on_replica("SELECT pg_wal_replay_pause()")
-    try:
+    with replay_paused(pair):
         reference = top_up(client, key)
         poll_until(lambda: pair.on_replica(
             "SELECT now() - pg_last_xact_replay_timestamp() > interval '1.5 s'")[0],
@@ -250,11 +245,20 @@ def test_a_replica_lagging_beyond_the_limit_is_left_at_once_and_taken_back_when_
         assert value(after, "wallet_db_replica_lag_seconds") > 1
         [fell_back] = messages(log_lines, FALLBACK)
         assert fell_back["replica"] == "lagging" and fell_back["lag_seconds"] > 1
-    finally:
-        pair.on_replica("SELECT pg_wal_replay_resume()")
     back_on_the_replica(client, key, reference)
     assert messages(log_lines, RETURN)[0]["was"] == "lagging"
     assert value(scrape(client), "wallet_db_replica_lag_seconds") == 0
+
+
+@contextmanager
+def replay_paused(pair):
+    pair.on_replica("SELECT pg_wal_replay_pause()")
+    try:
+        poll_until(lambda: pair.on_replica("SELECT pg_get_wal_replay_pause_state()")[0]
+                   == "paused", "replay never paused")
+        yield
+    finally:
+        pair.on_replica("SELECT pg_wal_replay_resume()")
 
 
 def _transaction_id(client, key: dict, reference: str) -> int:
