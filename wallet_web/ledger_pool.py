@@ -24,7 +24,7 @@ import psycopg
 from flask import Flask, current_app
 from psycopg_pool import ConnectionPool
 from sqlalchemy import event
-from sqlalchemy.engine import Compiled, Dialect, Engine
+from sqlalchemy.engine import Compiled, Engine
 from sqlalchemy.sql import Executable
 
 from .resilience import session_options
@@ -34,8 +34,10 @@ _opening = threading.Lock()
 
 
 class LedgerPool:
-    def __init__(self, conninfo: str, config, dialect: Dialect):
-        self.conninfo, self.config, self.dialect = conninfo, config, dialect
+    def __init__(self, conninfo: str, config, engine: Engine):
+        """`engine`: the app's, whose dialect compiles statements and whose disposal (which
+        closes this pool too) renews every connection when one was lost."""
+        self.conninfo, self.config, self.engine = conninfo, config, engine
         self.compiled: dict[Executable, Compiled] = {}
         self.idle_seconds = config["DB_PING_IDLE_SECONDS"]
         self.pool: ConnectionPool | None = None
@@ -53,8 +55,7 @@ class LedgerPool:
     def fetchone(self, query: str, params: dict) -> tuple:
         """One statement on a pooled connection through the connection's own cursor (a new
         cursor copies the connection's adapters), answered in binary."""
-        with self.connection() as conn:
-            cursor = conn.ledger_cursor
+        with self._cursor() as cursor:
             cursor.execute(query, params, binary=True)
             return cursor.fetchone()
 
@@ -62,11 +63,23 @@ class LedgerPool:
         """A SQLAlchemy statement's rows, compiled once for this pool's connections."""
         compiled = self.compiled.get(statement)
         if compiled is None:
-            compiled = self.compiled[statement] = statement.compile(dialect=self.dialect)
-        with self.connection() as conn:
-            cursor = conn.ledger_cursor
+            compiled = self.compiled[statement] = statement.compile(dialect=self.engine.dialect)
+        with self._cursor() as cursor:
             cursor.execute(compiled.string, compiled.construct_params(params), binary=True)
             return cursor.fetchall()
+
+    @contextmanager
+    def _cursor(self) -> Iterator[psycopg.Cursor]:
+        """A lost connection means the server went away or was restarted: every other
+        connection of both pools is lost too, so both are renewed, as the engine renews its
+        own when it meets one (one failed request, not one per pooled connection)."""
+        with self.connection() as conn:
+            try:
+                yield conn.ledger_cursor
+            except psycopg.OperationalError:
+                if conn.broken:
+                    self.engine.dispose()
+                raise
 
     def close(self) -> None:
         """Closes the connections; the next movement opens a new pool."""
@@ -103,8 +116,15 @@ def init_app(app: Flask, engine: Engine) -> None:
     if engine.dialect.name != "postgresql":
         return
     conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    app.extensions[EXTENSION] = holder = LedgerPool(conninfo, app.config, engine.dialect)
+    app.extensions[EXTENSION] = holder = LedgerPool(conninfo, app.config, engine)
     event.listen(engine, "engine_disposed", lambda _engine: holder.close())
+    event.listen(engine, "handle_error", lambda context: _lost_by_engine(context, holder))
+
+
+def _lost_by_engine(context, holder: LedgerPool) -> None:
+    """The engine met a lost connection (it renews its own pool): so has this pool."""
+    if context.is_disconnect:
+        holder.close()
 
 
 def get() -> LedgerPool | None:

@@ -144,6 +144,23 @@ def test_a_killed_busy_connection_gives_one_503_then_the_same_request_succeeds(
     assert gold_balance(database_url, 2) == before + 9
 
 
+def test_a_connection_lost_by_the_ledger_pool_renews_the_engine_s_too(ops_app, database_url):
+    """Both pools hold connections of one server: losing one means losing all, so one failed
+    request renews both (a movement of cached accounts meets it on the ledger pool)."""
+    client, headers = ops_app(DB_PING_IDLE_SECONDS=3600)
+    warm = {"user_id": 2, "amount": 1, "reference_id": "warm-both-pools"}
+    assert took_effect(client.post("/wallet/topup", json=warm, headers=headers))
+    assert client.get("/api/v1/users/2", headers=headers).status_code == 200  # the engine's
+    before = gold_balance(database_url, 2)
+    assert terminate_other_sessions(database_url) >= 2
+    body = {"user_id": 2, "amount": 9, "reference_id": "after-kill-on-the-ledger-pool"}
+    assert_retryable_json(client.post("/wallet/topup", json=body, headers=headers),
+                          "database_unavailable")
+    assert took_effect(client.post("/wallet/topup", json=body, headers=headers))
+    assert client.get("/api/v1/users/2", headers=headers).status_code == 200
+    assert gold_balance(database_url, 2) == before + 9
+
+
 @pytest.fixture
 def down_app(ops_app):
     """An app whose database refuses connections (nothing listens on its port)."""
