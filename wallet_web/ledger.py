@@ -20,7 +20,7 @@ from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import psycopg
 from blinker import Namespace
@@ -307,6 +307,17 @@ def posting_connection() -> Iterator[Connection]:
 
 
 RULE_COLUMNS = (accounts.c.id, accounts.c.kind, accounts.c.asset_code, accounts.c.allow_negative)
+
+
+class AccountRule(NamedTuple):
+    """RULE_COLUMNS of an account read on the ledger pool (the engine's rows have the same
+    attributes): what the ledger caches of it."""
+    id: int
+    kind: str
+    asset_code: str
+    allow_negative: bool
+
+
 # Two lookups on unique/narrow indexes (an OR of both would need table statistics to be
 # planned well, and on a fresh bulk load it scanned every wallet of the asset).
 WALLET_OF = select(*RULE_COLUMNS).where(
@@ -635,14 +646,20 @@ def _receipt_of(conn, tx) -> Receipt:
 
 
 def _known_wallet_and_house(user_id: int, asset: str, house_kind: str):
-    """_wallet_and_house from the cache alone, when the ledger pool can post the movement
-    (PostgreSQL) and both accounts are cached; else None."""
-    extensions = current_app.extensions
-    if ledger_pool.EXTENSION not in extensions:
+    """_wallet_and_house without the engine, when the ledger pool can post the movement
+    (PostgreSQL): the house account from the cache, the wallet from the cache or, the first
+    time this process sees it, read on the pool. None when either is not found that way (the
+    engine's path then finds it, or explains why it does not exist)."""
+    pool = ledger_pool.get()
+    if pool is None:
         return None
-    cache = extensions.get("ledger_accounts", {})
-    wallet = cache.get(("wallet", user_id, asset))
+    cache = current_app.extensions.setdefault("ledger_accounts", {})
     house = cache.get((house_kind, asset))
+    wallet = cache.get(("wallet", user_id, asset))
+    if wallet is None and house is not None and is_id(user_id):
+        rows = pool.fetchall(WALLET_OF, {"user_id": user_id, "asset": asset})
+        if rows:
+            wallet = cached(cache, ("wallet", user_id, asset), AccountRule._make, rows[0])
     if wallet is None or house is None:
         return None
     return wallet.id, house.id, {wallet.id: wallet, house.id: house}

@@ -39,6 +39,33 @@ def test_a_movement_of_known_accounts_is_posted_by_the_path_in_use(write_path, m
     assert used == ([1] if write_path == "ledger_pool" else [])
 
 
+def test_a_wallet_new_to_the_process_is_read_and_posted_on_the_ledger_pool(app, make_user,
+                                                                         monkeypatch):
+    user, other = make_user(balance=50), make_user(balance=50)
+    ledger.spend(other, "GOLD", 1, reference())  # the revenue account is now cached
+    cache = app.extensions["ledger_accounts"]
+    cache.pop(("wallet", user, "GOLD"))
+    through_engine = []
+    original = ledger.posting_connection
+    monkeypatch.setattr(ledger, "posting_connection",
+                        lambda: through_engine.append(1) or original())
+    receipt = ledger.spend(user, "GOLD", 20, reference())
+    wallet = cache[("wallet", user, "GOLD")]
+    assert isinstance(wallet, ledger.AccountRule) and wallet.kind == "wallet"
+    assert receipt.balance_after(wallet.id) == 30 and through_engine == []
+    assert audit.verify().ok
+
+
+def test_a_user_or_wallet_that_does_not_exist_is_explained_by_the_engine(app, make_user):
+    user = make_user(balance=50)
+    ledger.spend(user, "GOLD", 1, reference())  # the revenue account is now cached
+    for missing in (10**12, 2**63, -1):
+        with pytest.raises(errors.UnknownUser):
+            ledger.spend(missing, "GOLD", 1, reference())
+    with pytest.raises(errors.UnknownAsset):
+        ledger.topup(user, "NOPE", 1, reference())
+
+
 def test_both_paths_refuse_explain_replay_and_conflict_alike(write_path, make_user, wallet_of):
     user = make_user(balance=60)
     ledger.spend(user, "GOLD", 10, reference())  # both of a spend's accounts are now cached
