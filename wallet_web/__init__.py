@@ -15,8 +15,23 @@ ROOT_DIR = os.path.dirname(MIGRATIONS_DIR)
 MIN_SECRET_KEY_BYTES = 32
 
 
+class WalletFlask(Flask):
+    """Flask, with ensure_sync's answer kept per function: Flask asks it of every view and
+    hook on every request (inspect.iscoroutinefunction, ten calls a request)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.synced: dict = {}
+
+    def ensure_sync(self, func):
+        synced = self.synced.get(func)
+        if synced is None:
+            synced = self.synced[func] = super().ensure_sync(func)
+        return synced
+
+
 def create_app(config: type | dict | None = None) -> Flask:
-    app = Flask(
+    app = WalletFlask(
         __name__,
         instance_relative_config=True,
         template_folder=os.path.join(ROOT_DIR, "templates"),

@@ -17,9 +17,11 @@ class CookieSessionOutsideTheApi(SecureCookieSessionInterface):
     """API requests authenticate by bearer key: they neither read nor set the dashboard's
     session cookie (nor pay for verifying its signature)."""
 
+    API_SESSION = SecureCookieSessionInterface.null_session_class()  # read-only: one serves all
+
     def open_session(self, app: Flask, request):
         if errors.is_api_path(request.path):
-            return self.make_null_session(app)
+            return self.API_SESSION
         return super().open_session(app, request)
 
 
