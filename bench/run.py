@@ -56,9 +56,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, help="seconds per level")
     parser.add_argument("--warmup", type=float, help="seconds of warm-up before each level")
     parser.add_argument("--users", type=int, default=10_000)
-    parser.add_argument("--postings", type=int, help="postings in the ledger for the read side")
+    parser.add_argument("--postings", type=int,
+                        help="postings in the ledger for the read side (0: no read side)")
     parser.add_argument("--samples", type=int, help="requests per read-side figure")
-    parser.add_argument("--pgbench-seconds", type=int)
+    parser.add_argument("--pgbench-seconds", type=int, help="0: no pgbench")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
     parser.add_argument("--no-gunicorn-conf", action="store_true",
                         help="ignore gunicorn.conf.py: -k gthread -w 2 --threads 8")
@@ -195,10 +196,12 @@ def main(argv: list[str]) -> int:
                 results.update(ceiling={}, ceiling_ratio={},
                                ceiling_users=len(stack.users))
             write_scenarios(bench, args, results, stack)
-            database_limit(bench, args, results)
+            if args.pgbench_seconds:
+                database_limit(bench, args, results)
             results["verify"]["after_writes"] = database.verify(url)
             _progress(f"ledger verify after writes: {results['verify']['after_writes']['ok']}")
-            read_side(bench, args, results)
+            if args.postings:
+                read_side(bench, args, results)
     except BaseException as error:  # keep what was measured, then fail loudly
         results["aborted"] = repr(error)
         save(results)
