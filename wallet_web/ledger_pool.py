@@ -41,6 +41,11 @@ class LedgerPool:
         self.compiled: dict[Executable, Compiled] = {}
         self.idle_seconds = config["DB_PING_IDLE_SECONDS"]
         self.pool: ConnectionPool | None = None
+        self.lent = self.returned = _nothing  # observers (the pool gauge) replace them
+
+    def watch(self, lent, returned) -> None:
+        """Calls lent() when a connection is lent and returned() when it comes back."""
+        self.lent, self.returned = lent, returned
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
@@ -49,8 +54,12 @@ class LedgerPool:
             with _opening:
                 pool = self.pool = self.pool or self._open()
         with pool.connection() as conn:
-            yield conn
-            conn.last_used = time.monotonic()  # read by _check_if_idle
+            self.lent()
+            try:
+                yield conn
+                conn.last_used = time.monotonic()  # read by _check_if_idle
+            finally:
+                self.returned()
 
     def fetchone(self, query: str, params: dict) -> tuple:
         """One statement on a pooled connection through the connection's own cursor (a new
@@ -108,6 +117,10 @@ class LedgerPool:
         last_used = getattr(conn, "last_used", None)
         if last_used is not None and time.monotonic() - last_used >= self.idle_seconds:
             conn.execute("SELECT 1")  # raises for a dead connection: the pool replaces it
+
+
+def _nothing() -> None:
+    pass
 
 
 def init_app(app: Flask, engine: Engine) -> None:

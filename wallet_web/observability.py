@@ -15,7 +15,17 @@ import sys
 import time
 from collections import Counter as Tally
 
-from flask import Blueprint, Flask, Response, abort, current_app, g, has_request_context, request
+from flask import (
+    Blueprint,
+    Flask,
+    Request,
+    Response,
+    abort,
+    current_app,
+    g,
+    has_request_context,
+    request,
+)
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -29,7 +39,7 @@ from prometheus_client import (
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from . import batch, errors, ledger, replica
+from . import batch, errors, ledger, ledger_pool, replica
 from .extensions import csrf, db
 from .jsonlog import JsonFormatter, LineHandler
 
@@ -63,7 +73,8 @@ LOCK_WAIT = Histogram("wallet_ledger_lock_wait_seconds",
                       "Time of the locking write step (wallet row locks held or awaited)",
                       ("kind",), buckets=LOCK_BUCKETS)
 POOL_CHECKED_OUT = Gauge("wallet_db_pool_checked_out_connections",
-                         "Database connections in use (summed over live workers)",
+                         "Database connections in use, the engine's and the ledger pool's "
+                         "(summed over live workers)",
                          multiprocess_mode="livesum")
 DB_READS = Counter("wallet_db_reads", "Marked reads (replica.py) by the database that served "
                    "them and why", ("target", "reason"))
@@ -102,24 +113,28 @@ def _registry() -> CollectorRegistry:
 
 
 def start_request() -> None:
-    g.started = time.perf_counter()
+    state = g._get_current_object()  # each use of a proxy (g, request) is a context lookup
+    state.started = time.perf_counter()
     offered = request.headers.get(REQUEST_ID_HEADER, "")
-    g.request_id = offered if SAFE_REQUEST_ID.fullmatch(offered) else os.urandom(8).hex()
+    state.request_id = offered if SAFE_REQUEST_ID.fullmatch(offered) else os.urandom(8).hex()
 
 
 def finish_request(response: Response) -> Response:
-    started = g.get("started")
+    state = g._get_current_object()
+    started = getattr(state, "started", None)
     if started is None:  # a request that failed before start_request ran
         return response
     seconds = time.perf_counter() - started
-    rule = request.url_rule
-    labels = (rule.rule if rule is not None else "unmatched", request.method,
+    current = request._get_current_object()
+    rule = current.url_rule
+    labels = (rule.rule if rule is not None else "unmatched", current.method,
               str(response.status_code))
     _child(REQUESTS, *labels).inc()
     _child(LATENCY, *labels).observe(seconds)
-    response.headers[REQUEST_ID_HEADER] = g.request_id
+    response.headers[REQUEST_ID_HEADER] = state.request_id
     if access_log.isEnabledFor(logging.INFO):
-        access_log.info("request", extra={"fields": _request_fields(response, seconds)})
+        fields = _request_fields(current, state, response, seconds)
+        access_log.info("request", extra={"fields": fields})
     return response
 
 
@@ -136,18 +151,18 @@ def _child(metric, *labels: str):
     return child
 
 
-def _request_fields(response: Response, seconds: float) -> dict:
+def _request_fields(current: Request, state, response: Response, seconds: float) -> dict:
     """What one request did, by whom: names and ids only, never a key, token or password."""
-    fields = {"method": request.method, "path": request.path, "status": response.status_code,
+    fields = {"method": current.method, "path": current.path, "status": response.status_code,
               "duration_ms": round(seconds * 1000, 2)}
-    caller = g.get("api_key")
+    caller = getattr(state, "api_key", None)
     if caller is not None:
         fields.update(api_key=caller.name, api_key_id=caller.id)
-    operator = getattr(g.get("_login_user"), "username", None)  # Flask-Login's loaded user
+    operator = getattr(getattr(state, "_login_user", None), "username", None)  # Flask-Login's
     if operator is not None:
         fields["operator"] = operator
-    if "transaction_id" in g:
-        fields.update(transaction_id=g.transaction_id, replayed=g.replayed)
+    if hasattr(state, "transaction_id"):
+        fields.update(transaction_id=state.transaction_id, replayed=state.replayed)
     return fields
 
 
@@ -160,7 +175,8 @@ def on_posted(kind: str, receipt: ledger.Receipt, asset: str | None) -> None:
     else:
         _child(TRANSACTIONS, kind, asset or "multi").inc()
     if has_request_context():
-        g.transaction_id, g.replayed = receipt.id, receipt.replayed
+        state = g._get_current_object()
+        state.transaction_id, state.replayed = receipt.id, receipt.replayed
 
 
 def on_refused(kind: str, error: errors.LedgerError, asset: str | None) -> None:
@@ -196,7 +212,12 @@ def on_locked(kind: str, seconds: float) -> None:
     _child(LOCK_WAIT, kind).observe(seconds)
 
 
-def watch_pool(engine: Engine) -> None:
+def watch_pools(engine: Engine) -> None:
+    """Connections in use: the engine's and the ledger pool's (ledger_pool.py)."""
+    holder = ledger_pool.get()
+    if holder is not None:
+        holder.watch(POOL_CHECKED_OUT.inc, POOL_CHECKED_OUT.dec)
+
     @event.listens_for(engine, "checkout")
     def checked_out(*_):
         POOL_CHECKED_OUT.inc()
@@ -241,7 +262,7 @@ def init_app(app: Flask) -> None:
     csrf.exempt(metrics_bp)
     app.register_blueprint(metrics_bp)
     with app.app_context():
-        watch_pool(db.engine)
+        watch_pools(db.engine)
     ledger.transaction_posted.connect(on_posted)
     ledger.transaction_refused.connect(on_refused)
     ledger.wallets_locked.connect(on_locked)

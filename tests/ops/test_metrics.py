@@ -4,6 +4,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.ops.support import app_with, replayed, took_effect
+from wallet_web import ledger_pool
 from wallet_web.extensions import db
 
 
@@ -73,6 +74,16 @@ def test_the_pool_gauge_counts_connections_in_use(app, client):
     with db.engine.connect(), db.engine.connect():
         busy = value(scrape(client), "wallet_db_pool_checked_out_connections")
     assert busy - idle == 2
+    assert value(scrape(client), "wallet_db_pool_checked_out_connections") == idle
+
+
+def test_the_pool_gauge_counts_the_ledger_pools_connections_too(app, client):
+    """A movement of known accounts holds a ledger pool connection, not the engine's."""
+    pool = ledger_pool.get()
+    idle = value(scrape(client), "wallet_db_pool_checked_out_connections")
+    with pool.connection():
+        busy = value(scrape(client), "wallet_db_pool_checked_out_connections")
+    assert busy - idle == 1
     assert value(scrape(client), "wallet_db_pool_checked_out_connections") == idle
 
 
