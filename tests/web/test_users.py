@@ -4,6 +4,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import sqlalchemy
 
 from wallet_web import accounts, controls, ledger, operators, queries
 from wallet_web.extensions import db
@@ -82,6 +83,28 @@ def test_the_user_page_shows_balances_history_and_a_sparkline(login, make_user):
     assert "1,234,000" in page  # thousands separators
     assert "<polyline" in page
     assert "Shop" in page and "\u2212567" in page
+
+
+def test_the_user_page_reads_its_choices_once_and_shows_what_is_left_today(login, customer,
+                                                                            app):
+    browser = login("operator")
+    me = operators.find_operator("operator")
+    controls.set_operator_limit(me.id, "GOLD", 5_000)  # the other assets keep the policy's
+    browser.post(f"{customer.page}/topup", movement(amount="1200", reference="left-1"))
+    statements = []
+    listen = lambda *args: statements.append(args[2])  # noqa: E731
+    sqlalchemy.event.listen(db.engine, "before_cursor_execute", listen)
+    try:
+        page = browser.get(customer.page)
+    finally:
+        sqlalchemy.event.remove(db.engine, "before_cursor_execute", listen)
+    left = dict(re.findall(r'<tr data-asset="(\w+)">.*?class="num left-today">([^<]+)<',
+                           page.text, re.S))
+    policy = controls.policy_for("DIAMOND").operator_daily_limit
+    assert left["GOLD"] == "3,800" and left["DIAMOND"] == f"{policy:,}"
+    for table in ("reason_codes", "policies", "operator_limits"):
+        reads = [sql for sql in statements if re.search(rf"\b(FROM|JOIN) {table}\b", sql)]
+        assert len(reads) == 1, table
 
 
 def test_history_loads_more_with_a_keyset_cursor(login, make_user):

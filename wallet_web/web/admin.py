@@ -100,9 +100,10 @@ def _operator(operator_id: int, *, role: RoleForm | None = None, limits=None,
     own = controls.operator_limits(operator_id)
     role = role or RoleForm(formdata=None, role=operator.role)
     limits = limits or limits_form(assets, formdata=None, data=own)
-    usage = [Usage(asset, approvals.used_today(operator_id, asset),
-                   controls.daily_limit_of(operator_id, asset), asset in own) for asset in assets]
     policies = {policy.asset: policy for policy in controls.list_policies()}
+    daily = controls.daily_limits(operator_id, list(policies.values()))
+    usage = [Usage(asset, approvals.used_today(operator_id, asset), daily[asset], asset in own)
+             for asset in assets]
     return render("admin/operator.html", operator=operator, role_form=role, limits_form=limits,
                   usage=usage, policies=policies, problem=problem,
                   approver_roles=operators.APPROVER_ROLES, status=status)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import date, datetime, time, timedelta, timezone
 
 from flask import Blueprint, abort, flash, redirect, request, url_for
@@ -300,23 +301,36 @@ def _page_context(user_id: int, *, movement: MovementForm | None = None,
     asset = asset or request.args.get("asset")
     history = _history_context(accounts_, asset, request.args.get("cursor"))
     asset = None if asset == ALL_ASSETS else asset  # the forms open on one asset
-    forms = _movement_forms(found, movement, asset)
-    transfer = transfer or _transfer_form(found, asset)
+    choices = Choices()
+    forms = _movement_forms(found, movement, asset, choices)
+    transfer = transfer or _transfer_form(found, asset, choices)
     return {"user": found, "balances": _with_sparklines(accounts_), "forms": forms,
             "transfer": transfer, "limits": _limits() if forms or transfer else [],
             "status_forms": _status_forms(found, status),
             "status_changes": queries.status_changes(user_id),
-            **_holds_context(user_id, release, hold_refusal), **history}
+            **_holds_context(user_id, release, hold_refusal, choices), **history}
+
+
+class Choices:
+    """The asset codes and active reason codes that a page's forms offer, read once a page."""
+
+    @cached_property
+    def assets(self) -> list[str]:
+        return queries.list_asset_codes()
+
+    @cached_property
+    def codes(self) -> list:
+        return controls.list_reason_codes()
 
 
 def _holds_context(user_id: int, bound: ReleaseForm | None = None,
-                   refusal: str | None = None) -> dict:
+                   refusal: str | None = None, choices: Choices | None = None) -> dict:
     """The open holds, newest first, each with its release form (for operators) or the
     request its release waits in."""
     page = queries.list_holds(user_id=user_id, status="open", limit=HOLDS_SHOWN)
     forms = {}
     if can("operator"):
-        codes = controls.list_reason_codes()
+        codes = (choices or Choices()).codes
         forms = {hold.id: ReleaseForm(hold.id, codes, formdata=None) for hold in page.items}
     if bound is not None:
         forms[bound.hold_id] = bound
@@ -336,10 +350,12 @@ class AssetLimit:
 
 
 def _limits() -> list[AssetLimit]:
+    policies = controls.list_policies()
+    limits = controls.daily_limits(current_user.id, policies)
+    used = {policy.asset: approvals.used_today(current_user.id, policy.asset)
+            for policy in policies}
     return [AssetLimit(policy.asset, policy.approval_threshold,
-                       max(controls.daily_limit_of(current_user.id, policy.asset)
-                           - approvals.used_today(current_user.id, policy.asset), 0))
-            for policy in controls.list_policies()]
+                       max(limits[policy.asset] - used[policy.asset], 0)) for policy in policies]
 
 
 def _with_sparklines(accounts: list[queries.AccountBalance]) -> list[dict]:
@@ -382,11 +398,12 @@ def _history_page(wallets: list[queries.AccountBalance],
     return queries.Page(lines, queries.encode_cursor(lines[-1].posting.id) if more else None)
 
 
-def _movement_forms(user: User, bound: MovementForm | None, asset: str | None = None) -> dict:
+def _movement_forms(user: User, bound: MovementForm | None, asset: str | None = None,
+                    choices: Choices | None = None) -> dict:
     forms = {}
     if can("operator") and user.status != "closed":
-        assets, codes = queries.list_asset_codes(), controls.list_reason_codes()
-        forms = {kind: MovementForm(kind, assets, codes, formdata=None,
+        choices = choices or Choices()
+        forms = {kind: MovementForm(kind, choices.assets, choices.codes, formdata=None,
                                     data={"asset": asset or DEFAULT_ASSET})
                  for kind in kinds.OPERATOR_FORMS}
     if bound is not None:
@@ -399,15 +416,17 @@ def _movement_form(kind: str, **kwargs) -> MovementForm:
     return MovementForm(kind, queries.list_asset_codes(), controls.list_reason_codes(), **kwargs)
 
 
-def _transfer_form(user: User, asset: str | None = None) -> TransferForm | None:
+def _transfer_form(user: User, asset: str | None = None,
+                   choices: Choices | None = None) -> TransferForm | None:
     if not can("operator") or user.status == "closed":
         return None
-    return _new_transfer_form(formdata=None, data={"asset": asset or DEFAULT_ASSET})
+    return _new_transfer_form(choices, formdata=None, data={"asset": asset or DEFAULT_ASSET})
 
 
-def _new_transfer_form(**kwargs) -> TransferForm:
+def _new_transfer_form(choices: Choices | None = None, **kwargs) -> TransferForm:
     """Bound to the request's form data unless formdata=None."""
-    return TransferForm(queries.list_asset_codes(), controls.list_reason_codes(), **kwargs)
+    choices = choices or Choices()
+    return TransferForm(choices.assets, choices.codes, **kwargs)
 
 
 def _status_forms(user: User, bound: StatusForm | None) -> dict:
