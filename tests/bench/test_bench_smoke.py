@@ -1,9 +1,14 @@
 """The benchmark suite's pieces, cheaply: the load generator against a live gunicorn, the
 conservation check (it must catch a movement no request accounts for), the drain check, the
 batch scenario's per-item bookkeeping, and the SQL history fill keeping every ledger invariant."""
+import json
+import subprocess
+import sys
+
 import pytest
 
 from bench import conservation, database, fill_history, load, scenarios
+from bench.common import BENCH, ROOT
 from bench.server import Gunicorn
 from wallet_web import api_keys, audit, ledger
 
@@ -115,3 +120,18 @@ def test_fill_history_keeps_every_invariant(app, database_url, make_user):
     assert report.ok, report.lines()
     alice_wallet = database.gold_wallet_of(database_url, 2)
     assert database.lowest_balance_after(database_url, alice_wallet) >= 100
+
+
+def test_app_cpu_measures_top_ups_through_the_app_in_process(app, database_url, make_user):
+    [make_user(name=f"load-cpu-{n}") for n in range(3)]
+    done = subprocess.run([sys.executable, str(BENCH / "app_cpu.py"), "--requests", "25",
+                           "--database-url", database_url],
+                          capture_output=True, text=True, timeout=100, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(figures["us_per_request"]) == 5 and figures["median"] > 0
+    with database.connect(database_url) as conn:
+        posted = conn.execute("SELECT count(*) FROM transactions "
+                              "WHERE reference_id LIKE 'app-cpu-%'").fetchone()[0]
+    assert posted == 3 + 25  # each user once, then the measured requests
+    assert audit.verify().ok
