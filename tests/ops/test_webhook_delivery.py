@@ -190,7 +190,9 @@ def test_every_event_arrives_when_postgresql_restarts_under_load(deliverers, rec
                        "a delivery was not recorded")
             db.engine.dispose()
         assert set(receiver.received()) == wanted
-        assert set(receiver.received().values()) == {1}, "one worker, nothing killed: no repeat"
+        # At least once: a delivery whose POST went out just before the database went away
+        # could not be recorded, and goes out again after the restart (docs/events.md).
+        assert set(receiver.received().values()) <= {1, 2}, "one worker: at most one repeat"
         assert all(hit.signed_with(secret) for hit in receiver.hits)
         assert worker.process.poll() is None
     finally:
